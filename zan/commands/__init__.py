@@ -1,0 +1,1 @@
+"""zan.commands"""
