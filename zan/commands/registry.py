@@ -1,0 +1,10 @@
+"""Importing this module fills `zan.commands.table.REGISTRY` with every family."""
+
+from zan.commands import table
+
+# Each import registers its family's commands.
+from zan.commands import strings  # noqa: F401
+
+REGISTRY = table.REGISTRY
+
+__all__ = ["REGISTRY"]

@@ -1,0 +1,241 @@
+"""The view a command handler works on: `Txn`, plus the key-level helpers every data type
+shares (lookup with type and expiry checks, meta records, the expiry index).
+
+A handler is a pure function of ``(txn, args)``.  For a write, the txn is built from a
+log entry: ``now_ms`` is the proposer's clock when the command was proposed and ``seed``
+its pre-drawn randomness, so applying the same entry on every replica gives the same
+result.  Nothing here reads a clock, a random source or a file.
+
+Writes are staged in the txn and become visible to its own reads at once (`get` and
+`iterate` merge them); the state machine commits them as one WriteBatch, or drops them
+all if the handler raises.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Iterator, Protocol
+
+from zan.errors import RespError, wrongtype
+from zan.store import codec
+from zan.store.codec import (
+    EXPIRY, T_HASH, T_LIST, T_SET, T_STRING, T_ZSET, decode_meta_header, encode_meta,
+    expiry_key, meta_key,
+)
+
+__all__ = [
+    "KeyspaceOptions", "DEFAULT_OPTIONS", "ReadSource", "Txn", "Meta",
+    "lookup", "lookup_as", "store_meta", "remove_key", "new_collection",
+    "check_subkey", "check_value", "MAX_KEY", "MAX_SUBKEY", "MAX_VALUE",
+    "WAIT_COMPACT", "LOCAL_DELETION",
+]
+
+WAIT_COMPACT = "wait_compact"
+LOCAL_DELETION = "local_deletion"
+
+MAX_KEY = 10240
+MAX_SUBKEY = 10240
+MAX_VALUE = 8 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class KeyspaceOptions:
+    """Per-namespace behaviour of the data layer."""
+
+    # wait_compact: an expired key is invisible at once, TTL/PERSIST/re-EXPIRE work and a
+    # background sweep reclaims the space.  local_deletion: ZanRedisDB's legacy policy, an
+    # expired key stays readable until the local sweep deletes it, TTL answers -1 and the
+    # TTL cannot be changed.
+    expiration_policy: str = WAIT_COMPACT
+
+
+DEFAULT_OPTIONS = KeyspaceOptions()
+
+
+class ReadSource(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def iterator(self, start: bytes | None = None, stop: bytes | None = None, *,
+                 reverse: bool = False, include_value: bool = True) -> Iterator: ...
+
+
+_DELETED = None
+
+
+class Txn:
+    __slots__ = ("_source", "_writes", "now_ms", "index", "_seed", "_rng", "options",
+                 "writable", "_disk_expire")
+
+    def __init__(self, source: ReadSource, *, now_ms: int, index: int = 0, seed: int = 0,
+                 writable: bool = False, options: KeyspaceOptions = DEFAULT_OPTIONS):
+        self._source = source
+        self._writes: dict[bytes, bytes | None] = {}
+        self.now_ms = now_ms
+        self.index = index          # log index of the entry being applied; 0 for reads
+        self._seed = seed
+        self._rng: random.Random | None = None
+        self.options = options
+        self.writable = writable
+        self._disk_expire: dict[bytes, int] = {}
+
+    @property
+    def rng(self) -> random.Random:
+        """Randomness fixed by the entry (SPOP, SRANDMEMBER, ...): same on every replica."""
+        if self._rng is None:
+            self._rng = random.Random(self._seed)
+        return self._rng
+
+    @property
+    def changes(self) -> dict[bytes, bytes | None]:
+        return self._writes
+
+    # -- raw access ----------------------------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None:
+        writes = self._writes
+        if key in writes:
+            return writes[key]
+        return self._source.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        if not self.writable:
+            raise AssertionError("write through a read-only txn")
+        self._writes[key] = value
+
+    def delete(self, key: bytes) -> None:
+        if not self.writable:
+            raise AssertionError("write through a read-only txn")
+        self._writes[key] = _DELETED
+
+    def iterate(self, start: bytes | None, stop: bytes | None, *, reverse: bool = False,
+                ) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) pairs in [start, stop), own staged writes included."""
+        base = self._source.iterator(start=start, stop=stop, reverse=reverse)
+        staged = [k for k in self._writes
+                  if (start is None or k >= start) and (stop is None or k < stop)]
+        if not staged:
+            return base
+        return self._merge(base, sorted(staged, reverse=reverse), reverse)
+
+    def _merge(self, base, staged: list[bytes], reverse: bool):
+        writes = self._writes
+        i = 0
+        n = len(staged)
+        for key, value in base:
+            while i < n and ((staged[i] > key) if reverse else (staged[i] < key)):
+                v = writes[staged[i]]
+                if v is not None:
+                    yield staged[i], v
+                i += 1
+            if i < n and staged[i] == key:
+                v = writes[key]
+                if v is not None:
+                    yield key, v
+                i += 1
+                continue
+            yield key, value
+        while i < n:
+            v = writes[staged[i]]
+            if v is not None:
+                yield staged[i], v
+            i += 1
+
+
+class Meta:
+    """A decoded key meta record (mutable: handlers update and `store_meta` it)."""
+
+    __slots__ = ("type", "expire_at", "version", "payload")
+
+    def __init__(self, type_: int, expire_at: int, version: int, payload: bytes):
+        self.type = type_
+        self.expire_at = expire_at
+        self.version = version
+        self.payload = payload
+
+    # Collections keep their element count (list: head and size) in the payload.
+    @property
+    def count(self) -> int:
+        if self.type == T_LIST:
+            return codec.decode_i64(self.payload, 8)
+        return codec.decode_i64(self.payload)
+
+    def __repr__(self) -> str:
+        return f"Meta({self.type}, exp={self.expire_at}, ver={self.version}, {self.payload[:32]!r})"
+
+
+def _is_expired(txn: Txn, expire_at: int) -> bool:
+    return (expire_at != 0 and expire_at <= txn.now_ms
+            and txn.options.expiration_policy == WAIT_COMPACT)
+
+
+def lookup(txn: Txn, pk: bytes) -> Meta | None:
+    """The live meta record of `pk`, or None if it does not exist or has expired."""
+    raw = txn.get(meta_key(pk))
+    if raw is None:
+        return None
+    type_, expire_at, version = decode_meta_header(raw)
+    txn._disk_expire[pk] = expire_at
+    if expire_at and _is_expired(txn, expire_at):
+        return None
+    return Meta(type_, expire_at, version, raw[codec.META_HEADER.size:])
+
+
+def lookup_as(txn: Txn, pk: bytes, type_: int) -> Meta | None:
+    """Like `lookup`, but a key of another type raises WRONGTYPE."""
+    meta = lookup(txn, pk)
+    if meta is not None and meta.type != type_:
+        raise wrongtype()
+    return meta
+
+
+def _stored_expire(txn: Txn, pk: bytes) -> int:
+    if pk in txn._disk_expire:
+        return txn._disk_expire[pk]
+    raw = txn.get(meta_key(pk))
+    return decode_meta_header(raw)[1] if raw is not None else 0
+
+
+def store_meta(txn: Txn, pk: bytes, meta: Meta) -> None:
+    """Write `meta` as the record of `pk`, keeping the expiry index in step."""
+    old_expire = _stored_expire(txn, pk)
+    if old_expire != meta.expire_at:
+        if old_expire:
+            txn.delete(expiry_key(old_expire, pk))
+        if meta.expire_at:
+            txn.put(expiry_key(meta.expire_at, pk), b"")
+    txn._disk_expire[pk] = meta.expire_at
+    txn.put(meta_key(pk), encode_meta(meta.type, meta.expire_at, meta.version, meta.payload))
+
+
+def remove_key(txn: Txn, pk: bytes) -> None:
+    """Delete `pk` whatever its type.  A collection's elements are left to the sweep:
+    they carry a version no live meta record has any more, so they are already invisible."""
+    old_expire = _stored_expire(txn, pk)
+    if old_expire:
+        txn.delete(expiry_key(old_expire, pk))
+    txn._disk_expire[pk] = 0
+    txn.delete(meta_key(pk))
+
+
+def new_collection(txn: Txn, type_: int) -> Meta:
+    """A fresh, empty collection record.  Its version is the entry's log index, unique per
+    partition, so elements of an older incarnation of the same key never reappear."""
+    payload = codec.encode_i64(0) * (2 if type_ == T_LIST else 1)
+    return Meta(type_, 0, txn.index, payload)
+
+
+def check_subkey(value: bytes) -> bytes:
+    if len(value) > MAX_SUBKEY:
+        raise RespError("ERR invalid sub key size")
+    return value
+
+
+def check_value(value: bytes) -> bytes:
+    if len(value) > MAX_VALUE:
+        raise RespError("ERR invalid value size")
+    return value
+
+
+# Re-exported for handlers.
+__all__ += ["T_STRING", "T_HASH", "T_LIST", "T_SET", "T_ZSET", "EXPIRY"]
