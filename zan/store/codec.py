@@ -42,7 +42,7 @@ __all__ = [
     "expiry_key", "decode_expiry_key", "elem_prefix", "decode_elem_key",
     "encode_i64", "decode_i64", "encode_list_seq", "decode_list_seq", "LIST_SEQ_BIAS",
     "encode_score", "decode_score", "sortable_score", "unsortable_score",
-    "prefix_end", "APPLIED_INDEX_KEY",
+    "prefix_end", "APPLIED_INDEX_KEY", "KEYS_COUNT_KEY", "EXPIRES_COUNT_KEY",
 ]
 
 # Value types (the first byte of a meta value).
@@ -65,6 +65,8 @@ ZSET_ELEM = b"\x13"
 ZSCORE_ELEM = b"\x14"
 
 APPLIED_INDEX_KEY = PARTITION_META + b"applied_index"
+KEYS_COUNT_KEY = PARTITION_META + b"keys_count"
+EXPIRES_COUNT_KEY = PARTITION_META + b"expires_count"
 
 META_HEADER = struct.Struct(">BQQ")
 _U32 = struct.Struct(">I")

@@ -65,7 +65,7 @@ _DELETED = None
 
 class Txn:
     __slots__ = ("_source", "_writes", "now_ms", "index", "_seed", "_rng", "options",
-                 "writable", "_disk_expire")
+                 "writable", "_disk_expire", "keys_delta", "expires_delta")
 
     def __init__(self, source: ReadSource, *, now_ms: int, index: int = 0, seed: int = 0,
                  writable: bool = False, options: KeyspaceOptions = DEFAULT_OPTIONS):
@@ -77,7 +77,12 @@ class Txn:
         self._rng: random.Random | None = None
         self.options = options
         self.writable = writable
+        # pk -> expire_at of its stored meta record (-1: no record), for keys seen so far.
         self._disk_expire: dict[bytes, int] = {}
+        # How this txn changes the partition's count of meta records and of keys with a
+        # TTL (DBSIZE and INFO keyspace, which like Redis count not-yet-purged keys).
+        self.keys_delta = 0
+        self.expires_delta = 0
 
     @property
     def rng(self) -> random.Random:
@@ -173,6 +178,7 @@ def lookup(txn: Txn, pk: bytes) -> Meta | None:
     """The live meta record of `pk`, or None if it does not exist or has expired."""
     raw = txn.get(meta_key(pk))
     if raw is None:
+        txn._disk_expire[pk] = -1
         return None
     type_, expire_at, version = decode_meta_header(raw)
     txn._disk_expire[pk] = expire_at
@@ -190,20 +196,27 @@ def lookup_as(txn: Txn, pk: bytes, type_: int) -> Meta | None:
 
 
 def _stored_expire(txn: Txn, pk: bytes) -> int:
-    if pk in txn._disk_expire:
-        return txn._disk_expire[pk]
+    """expire_at of the record of `pk` as the txn sees it; -1 if there is no record."""
+    cached = txn._disk_expire.get(pk)
+    if cached is not None:
+        return cached
     raw = txn.get(meta_key(pk))
-    return decode_meta_header(raw)[1] if raw is not None else 0
+    return decode_meta_header(raw)[1] if raw is not None else -1
 
 
 def store_meta(txn: Txn, pk: bytes, meta: Meta) -> None:
     """Write `meta` as the record of `pk`, keeping the expiry index in step."""
     old_expire = _stored_expire(txn, pk)
+    if old_expire < 0:
+        txn.keys_delta += 1
+        old_expire = 0
     if old_expire != meta.expire_at:
         if old_expire:
             txn.delete(expiry_key(old_expire, pk))
+            txn.expires_delta -= 1
         if meta.expire_at:
             txn.put(expiry_key(meta.expire_at, pk), b"")
+            txn.expires_delta += 1
     txn._disk_expire[pk] = meta.expire_at
     txn.put(meta_key(pk), encode_meta(meta.type, meta.expire_at, meta.version, meta.payload))
 
@@ -212,9 +225,13 @@ def remove_key(txn: Txn, pk: bytes) -> None:
     """Delete `pk` whatever its type.  A collection's elements are left to the sweep:
     they carry a version no live meta record has any more, so they are already invisible."""
     old_expire = _stored_expire(txn, pk)
+    if old_expire < 0:
+        return
+    txn.keys_delta -= 1
     if old_expire:
         txn.delete(expiry_key(old_expire, pk))
-    txn._disk_expire[pk] = 0
+        txn.expires_delta -= 1
+    txn._disk_expire[pk] = -1
     txn.delete(meta_key(pk))
 
 

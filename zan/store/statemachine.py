@@ -16,7 +16,9 @@ from twisted.logger import Logger
 
 from zan.commands.registry import REGISTRY
 from zan.errors import RespError, ZanError
-from zan.store.codec import APPLIED_INDEX_KEY, decode_i64, encode_i64
+from zan.store.codec import (
+    APPLIED_INDEX_KEY, EXPIRES_COUNT_KEY, KEYS_COUNT_KEY, decode_i64, encode_i64,
+)
 from zan.store.keyspace import DEFAULT_OPTIONS, KeyspaceOptions, Txn
 
 __all__ = ["encode_command_entry", "decode_entry", "PartitionStateMachine", "ENTRY_COMMAND",
@@ -49,8 +51,15 @@ class PartitionStateMachine:
         self.engine = engine
         self.options = options
         self.name = name
-        raw = engine.get(APPLIED_INDEX_KEY)
-        self.applied_index = decode_i64(raw) if raw is not None else 0
+        self.applied_index = self._read_counter(APPLIED_INDEX_KEY)
+        # Meta records and keys with a TTL, expired-but-not-purged included (Redis's
+        # DBSIZE counts those too).  Kept in the same batches as the data they count.
+        self.keys_count = self._read_counter(KEYS_COUNT_KEY)
+        self.expires_count = self._read_counter(EXPIRES_COUNT_KEY)
+
+    def _read_counter(self, key: bytes) -> int:
+        raw = self.engine.get(key)
+        return decode_i64(raw) if raw is not None else 0
 
     def apply(self, index: int, data: bytes) -> Any:
         """Apply the entry at `index`; returns the command's reply (an error reply is a
@@ -66,6 +75,12 @@ class PartitionStateMachine:
             try:
                 reply = REGISTRY[name].handler(txn, args)
                 changes = txn.changes
+                if txn.keys_delta:
+                    self.keys_count += txn.keys_delta
+                    changes[KEYS_COUNT_KEY] = encode_i64(self.keys_count)
+                if txn.expires_delta:
+                    self.expires_count += txn.expires_delta
+                    changes[EXPIRES_COUNT_KEY] = encode_i64(self.expires_count)
             except ZanError as e:
                 reply, changes = e, {}
             except Exception:
