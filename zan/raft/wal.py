@@ -78,6 +78,7 @@ _OFFSET_BITS = 40
 _OFFSET_MASK = (1 << _OFFSET_BITS) - 1
 _ENTRY_OVERHEAD = 120          # rough bytes of an Entry object beyond its data, for the cache
 _TYPES = tuple(EntryType)
+_UNKNOWN_TERM = -1            # transient during replay, see WalLogStore._replay
 _packb = msgpack.Packer(use_bin_type=True).pack
 
 
@@ -213,6 +214,9 @@ class _Group:
         self._store._cache_put(loc, e0, list(entries))
         self._apply_append(e0, [e.term for e in entries], [len(e.data) for e in entries], loc)
 
+    def hard_state(self) -> HardState:
+        return self._hs
+
     def set_hard_state(self, hard_state: HardState) -> None:
         self._check()
         if hard_state == self._hs:
@@ -223,8 +227,8 @@ class _Group:
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
         self._check()
-        if snapshot.metadata.index <= self._snap.metadata.index:
-            raise SnapshotOutOfDate(f"snapshot {snapshot.metadata.index} is not newer than "
+        if snapshot.metadata.index < self._snap.metadata.index:
+            raise SnapshotOutOfDate(f"snapshot {snapshot.metadata.index} is older than "
                                     f"{self._snap.metadata.index}")
         self._store._write(R.SNAPSHOT, [self.group_id, *_snap_fields(snapshot)])
         self._apply_snapshot(snapshot)
@@ -283,6 +287,13 @@ class _Group:
         self._off = index
         self._off_term = term
 
+    def _apply_compact_beyond(self, index: int, term: int) -> None:
+        self._off = index
+        self._off_term = term
+        self._terms = array("Q")
+        self._sizes = array("I")
+        self._locs = array("Q")
+
     def _pinned_segment(self) -> int | None:
         return self._locs[0] >> _OFFSET_BITS if self._locs else None
 
@@ -340,10 +351,11 @@ class WalLogStore:
 
     def remove_group(self, group_id: int) -> None:
         self._check_open()
-        g = self._groups.pop(group_id, None)
-        if g is not None:
+        if group_id in self._groups:
+            # Written before forgetting the group: a segment started by this very write
+            # checkpoints the group, and replay then needs the REMOVE after it.
             self._write(R.REMOVE, [group_id])
-            g._removed = True
+            self._groups.pop(group_id)._removed = True
 
     def sync(self) -> None:
         self._check_open()
@@ -544,6 +556,10 @@ class WalLogStore:
                 raise CorruptLog(f"raft WAL {self.path}: segment {prev + 1:016x}.wal is missing")
         for n, seq in enumerate(seqs):
             self._replay_segment(seq, first=n == 0, last=n == len(seqs) - 1)
+        for g in self._groups.values():
+            if g._off_term == _UNKNOWN_TERM:
+                raise CorruptLog(f"raft WAL {self.path}: the log of group {g.group_id} "
+                                 f"lacks the entries before {g._off + 1}")
         return seqs[-1] if seqs else 0
 
     def _replay_segment(self, seq: int, *, first: bool, last: bool) -> None:
@@ -617,8 +633,12 @@ class WalLogStore:
             return
         g = self._groups[gid]
         if rtype == R.ENTRIES:
-            flat = f[2]
-            g._apply_append(f[1], flat[0::3], [len(d) for d in flat[2::3]], loc)
+            flat, e0 = f[2], f[1]
+            if not g._off < e0 <= g.last_index() + 1:
+                # The entries before e0 were in deleted segments, so a later compaction or
+                # snapshot in the replayed segments discards them: start the log at e0.
+                g._apply_compact_beyond(e0 - 1, _UNKNOWN_TERM)
+            g._apply_append(e0, flat[0::3], [len(d) for d in flat[2::3]], loc)
         elif rtype == R.HARD_STATE:
             g._hs = HardState(f[1], f[2], f[3])
         elif rtype == R.SNAPSHOT:
@@ -626,9 +646,14 @@ class WalLogStore:
         elif rtype == R.SNAPSHOT_META:
             g._snap = _snap_from(*f[1:6])
         elif rtype == R.COMPACT:
-            if not g._off < f[1] <= g.last_index():
-                raise ValueError(f"compaction to {f[1]} outside the log of group {gid}")
-            g._apply_compact(f[1], f[2])
+            index, term = f[1], f[2]
+            if g._off < index <= g.last_index():
+                g._apply_compact(index, term)
+            elif index == g._off:
+                g._off_term = term
+            elif index > g.last_index():
+                g._apply_compact_beyond(index, term)
+            # index < _off: the log already starts later (see ENTRIES); nothing to learn.
         elif rtype == R.REMOVE:
             del self._groups[gid]
         else:
