@@ -190,6 +190,16 @@ class Network:
             node.rn.tick()
             self.send(*node.process())
 
+    def tick_all(self, rounds: int = 1) -> None:
+        """Tick every live node once per round, delivering after each round."""
+        for _ in range(rounds):
+            msgs = []
+            for i, n in self.nodes.items():
+                if i not in self.down:
+                    n.rn.tick()
+                    msgs.extend(n.process())
+            self.send(*msgs)
+
     def leader(self) -> int | None:
         leaders = [i for i, n in self.nodes.items()
                    if i not in self.down and n.raft.state == StateType.LEADER]
@@ -203,6 +213,7 @@ class Network:
     def restart(self, node_id: int) -> None:
         self.down.discard(node_id)
         self.nodes[node_id] = self.nodes[node_id].restart(random.Random(self.rand.random()))
+        self.send(*self.nodes[node_id].process())
 
     def raft(self, node_id: int):
         return self.nodes[node_id].raft
