@@ -137,8 +137,8 @@ class RespClientProtocol(Protocol):
         self._connected = False
         self.closed: Deferred = Deferred()  # fires (with None) when the connection is gone
 
-    @property
-    def connected(self) -> bool:
+    def usable(self) -> bool:
+        """Connected and not failed: new commands can be sent."""
         return self._connected and self._lost is None
 
     def pending(self) -> int:
@@ -238,7 +238,7 @@ class RespClientPool:
         """Send one command on the least busy connection, connecting first if none is open."""
         if self._closed:
             return defer.fail(ConnectionDone("pool closed"))
-        proto = min((p for p in self._conns if p.connected), key=RespClientProtocol.pending, default=None)
+        proto = min((p for p in self._conns if p.usable()), key=RespClientProtocol.pending, default=None)
         if proto is not None:
             if proto.pending() and len(self._conns) + len(self._connecting) < self._size:
                 self._connect()  # grow in the background
