@@ -29,7 +29,7 @@ with the record's position.  Bodies (msgpack arrays):
 
 Recovery replays the segments in order.  The first surviving segment's checkpoint seeds
 the state; checkpoints of later segments only restate what replay already built and are
-skipped.  A record that fails its check in a non-last segment, or in the last segment
+skipped, except for groups whose entries they copied (then they are the whole state).  A record that fails its check in a non-last segment, or in the last segment
 with a valid BATCH marker after it (so a later sync completed), raises
 `zan.errors.StorageError` naming file and offset.  Otherwise it is a torn tail: logged,
 the segment truncated there and fsynced.  Every open then starts a fresh segment.
@@ -78,7 +78,7 @@ _OFFSET_BITS = 40
 _OFFSET_MASK = (1 << _OFFSET_BITS) - 1
 _ENTRY_OVERHEAD = 120          # rough bytes of an Entry object beyond its data, for the cache
 _TYPES = tuple(EntryType)
-_UNKNOWN_TERM = -1            # transient during replay, see WalLogStore._replay
+_HOLE = (1 << 64) - 1         # term of an entry replay has not seen, see _Group._fill_hole
 _packb = msgpack.Packer(use_bin_type=True).pack
 
 
@@ -287,12 +287,17 @@ class _Group:
         self._off = index
         self._off_term = term
 
-    def _apply_compact_beyond(self, index: int, term: int) -> None:
-        self._off = index
-        self._off_term = term
-        self._terms = array("Q")
-        self._sizes = array("I")
-        self._locs = array("Q")
+    def _fill_hole(self, index: int) -> None:
+        """Replay only: entries up to `index` were live when written but their records
+        are in deleted segments, so a later record must discard them; stand in for them."""
+        missing = index - self.last_index()
+        if missing > 0:
+            self._terms.extend([_HOLE] * missing)
+            self._sizes.extend([0] * missing)
+            self._locs.extend([0] * missing)
+
+    def _has_hole(self) -> bool:
+        return _HOLE in self._terms
 
     def _pinned_segment(self) -> int | None:
         return self._locs[0] >> _OFFSET_BITS if self._locs else None
@@ -557,9 +562,9 @@ class WalLogStore:
         for n, seq in enumerate(seqs):
             self._replay_segment(seq, first=n == 0, last=n == len(seqs) - 1)
         for g in self._groups.values():
-            if g._off_term == _UNKNOWN_TERM:
+            if g._has_hole():
                 raise CorruptLog(f"raft WAL {self.path}: the log of group {g.group_id} "
-                                 f"lacks the entries before {g._off + 1}")
+                                 f"misses entries whose segments were deleted")
         return seqs[-1] if seqs else 0
 
     def _replay_segment(self, seq: int, *, first: bool, last: bool) -> None:
@@ -584,7 +589,9 @@ class WalLogStore:
                 elif rtype == R.CHECKPOINT_END:
                     checkpointed = True
                 elif rtype == R.CHECKPOINT:
-                    if first:
+                    # Later checkpoints restate what replay built, except copied entries:
+                    # their original records may be gone, so the copy is authoritative.
+                    if first or fields[11]:
                         self._replay_checkpoint(fields, seq << _OFFSET_BITS | offset)
                 else:
                     self._replay(rtype, fields, seq << _OFFSET_BITS | offset)
@@ -634,10 +641,7 @@ class WalLogStore:
         g = self._groups[gid]
         if rtype == R.ENTRIES:
             flat, e0 = f[2], f[1]
-            if not g._off < e0 <= g.last_index() + 1:
-                # The entries before e0 were in deleted segments, so a later compaction or
-                # snapshot in the replayed segments discards them: start the log at e0.
-                g._apply_compact_beyond(e0 - 1, _UNKNOWN_TERM)
+            g._fill_hole(e0 - 1)
             g._apply_append(e0, flat[0::3], [len(d) for d in flat[2::3]], loc)
         elif rtype == R.HARD_STATE:
             g._hs = HardState(f[1], f[2], f[3])
@@ -646,14 +650,11 @@ class WalLogStore:
         elif rtype == R.SNAPSHOT_META:
             g._snap = _snap_from(*f[1:6])
         elif rtype == R.COMPACT:
-            index, term = f[1], f[2]
-            if g._off < index <= g.last_index():
-                g._apply_compact(index, term)
-            elif index == g._off:
-                g._off_term = term
-            elif index > g.last_index():
-                g._apply_compact_beyond(index, term)
-            # index < _off: the log already starts later (see ENTRIES); nothing to learn.
+            index = f[1]
+            if index <= g._off:
+                raise ValueError(f"compaction to {index} behind {g._off} in group {gid}")
+            g._fill_hole(index)
+            g._apply_compact(index, f[2])
         elif rtype == R.REMOVE:
             del self._groups[gid]
         else:
