@@ -17,7 +17,7 @@ from twisted.logger import Logger
 from zan.commands.registry import REGISTRY
 from zan.errors import RespError, ZanError
 from zan.store.codec import (
-    APPLIED_INDEX_KEY, EXPIRES_COUNT_KEY, KEYS_COUNT_KEY, decode_i64, encode_i64,
+    APPLIED_INDEX_KEY, EXPIRES_COUNT_KEY, EXPIRY, KEYS_COUNT_KEY, META, decode_i64, encode_i64,
 )
 from zan.store.keyspace import DEFAULT_OPTIONS, KeyspaceOptions, Txn
 
@@ -95,6 +95,21 @@ class PartitionStateMachine:
         self.engine.write(changes)
         self.applied_index = index
         return reply
+
+    def purge(self, deletions: dict[bytes, None]) -> None:
+        """Physically delete what the sweep found dead: expired keys and the elements of
+        collections that no longer exist.  Local, not through the log: every replica
+        already treats these keys as absent (see `zan.store.sweeper`)."""
+        changes: dict[bytes, bytes | None] = dict(deletions)
+        metas = sum(1 for k in deletions if k[:1] == META)
+        expiries = sum(1 for k in deletions if k[:1] == EXPIRY)
+        if metas:
+            self.keys_count -= metas
+            changes[KEYS_COUNT_KEY] = encode_i64(self.keys_count)
+        if expiries:
+            self.expires_count -= expiries
+            changes[EXPIRES_COUNT_KEY] = encode_i64(self.expires_count)
+        self.engine.write(changes)
 
     def read(self, name: str, args: list[bytes], now_ms: int, seed: int = 0) -> Any:
         """Run a read command on the current state; raises its RespError."""

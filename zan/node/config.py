@@ -1,0 +1,209 @@
+"""Data node configuration: ZanRedisDB's ``{"server_conf": {...}}`` JSON, validated.
+
+Every key has its default here, next to its meaning; `conf/node.example.json` shows them
+all.  An unknown key, a value of the wrong type or an out-of-range value fails at start
+with a `ConfigError` naming the key.  Command-line options override the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from zan.errors import ConfigError
+
+__all__ = ["NamespaceConfig", "NodeConfig", "load_config", "build_config", "parse_host_port", "NAME_RE"]
+
+NAME_RE = re.compile(r"^[a-zA-Z0-9_]{1,255}$")
+
+_POLICIES = ("wait_compact", "local_deletion")
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceConfig:
+    name: str
+    partition_num: int = 8
+    replicator: int = 1
+    # Raft log compaction: snapshot every snap_count applied entries, keeping snap_catchup
+    # entries for slow followers (ZanRedisDB default.conf values).
+    snap_count: int = 100000
+    snap_catchup: int = 50000
+    expiration_policy: str = "wait_compact"
+    # Accepted for compatibility with ZanRedisDB namespace files; Zan has one engine.
+    eng_type: str = "leveldb"
+    data_version: str = "value_header_v1"
+    optimized_fsync: bool = False
+
+    def validate(self, where: str) -> None:
+        if not NAME_RE.match(self.name):
+            raise ConfigError(f"{where}.name: invalid namespace name {self.name!r} "
+                              "(letters, digits and _ only, 1..255)")
+        if not 1 <= self.partition_num <= 1024:
+            raise ConfigError(f"{where}.partition_num: must be in 1..1024, got {self.partition_num}")
+        if not 1 <= self.replicator <= 9:
+            raise ConfigError(f"{where}.replicator: must be in 1..9, got {self.replicator}")
+        if self.snap_count < 1 or self.snap_catchup < 0:
+            raise ConfigError(f"{where}.snap_count/snap_catchup: must be positive")
+        if self.expiration_policy not in _POLICIES:
+            raise ConfigError(f"{where}.expiration_policy: must be one of {', '.join(_POLICIES)}, "
+                              f"got {self.expiration_policy!r}")
+
+
+def _default_namespaces() -> tuple[NamespaceConfig, ...]:
+    return (NamespaceConfig(name="default"),)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    # -- identity and cluster (ZanRedisDB keys) --
+    cluster_id: str = "zan-standalone"
+    etcd_cluster_addresses: str = ""          # empty: standalone, namespaces below
+    broadcast_interface: str = ""
+    broadcast_addr: str = "127.0.0.1"
+    tags: dict = field(default_factory=dict)
+    # -- listeners --
+    redis_api_port: int = 12381
+    http_api_port: int = 12380
+    grpc_api_port: int = 12382                # accepted; Zan has no gRPC listener
+    local_raft_addr: str = "http://127.0.0.1:12379"
+    redis_api_host: str = "127.0.0.1"         # Zan: interface the RESP listener binds
+    http_api_host: str = "127.0.0.1"          # Zan: interface the HTTP listener binds
+    profile_port: int = 0                     # accepted; no pprof in Zan
+    metric_addr: str = ""                     # accepted; metrics are on the HTTP port
+    # -- storage --
+    data_dir: str = "./zan-data"
+    log_dir: str = ""
+    # -- raft --
+    tick_ms: int = 200
+    election_tick: int = 30
+    default_snap_count: int = 100000
+    default_snap_catchup: int = 50000
+    keep_wal: int = 20
+    keep_backup: int = 10
+    proposal_timeout_ms: int = 4000           # ZanRedisDB's proposeTimeout
+    # -- redis front end (Zan) --
+    default_namespace: str = "default"        # compat mode: keys without a known namespace
+    requirepass: str = ""
+    max_clients: int = 10000
+    proto_max_bulk_len: int = 16 << 20        # values are capped at 8 MiB anyway
+    idle_timeout_s: int = 0                   # 0: never (Redis); ZanRedisDB closes after 300
+    # -- TTL sweep --
+    sweep_interval_ms: int = 1000
+    sweep_batch: int = 1024
+    expire_grace_ms: int = 0                  # standalone: purge as soon as expired
+    # -- namespaces (standalone / static mode) --
+    namespaces: tuple[NamespaceConfig, ...] = field(default_factory=_default_namespaces)
+
+    def namespace(self, name: str) -> NamespaceConfig | None:
+        for ns in self.namespaces:
+            if ns.name == name:
+                return ns
+        return None
+
+    @property
+    def standalone(self) -> bool:
+        return not self.etcd_cluster_addresses
+
+
+_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(NodeConfig)}
+_NS_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(NamespaceConfig)}
+
+
+def _coerce(key: str, value: Any, type_: str) -> Any:
+    expected = {"int": int, "str": str, "bool": bool, "dict": dict}.get(type_)
+    if expected is None:
+        return value
+    if expected is int and isinstance(value, bool):
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if expected is int and isinstance(value, str) and re.fullmatch(r"-?\d+", value):
+        value = int(value)
+    if not isinstance(value, expected):
+        raise ConfigError(f"{key}: expected {type_}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _namespace(i: int, raw: Any) -> NamespaceConfig:
+    where = f"namespaces[{i}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected an object")
+    values = {}
+    for key, value in raw.items():
+        if key in ("local_replica_id", "base_name", "raft_group_conf"):
+            continue  # static cluster fields, read by the replicated node
+        if key not in _NS_FIELD_TYPES:
+            raise ConfigError(f"{where}.{key}: unknown namespace key")
+        values[key] = _coerce(f"{where}.{key}", value, _NS_FIELD_TYPES[key])
+    if "name" not in values:
+        raise ConfigError(f"{where}.name: missing")
+    ns = NamespaceConfig(**values)
+    ns.validate(where)
+    return ns
+
+
+def build_config(server_conf: dict, overrides: dict | None = None) -> NodeConfig:
+    values: dict[str, Any] = {}
+    merged = dict(server_conf)
+    merged.update(overrides or {})
+    for key, value in merged.items():
+        if key not in _FIELD_TYPES:
+            raise ConfigError(f"{key}: unknown configuration key")
+        if key == "namespaces":
+            if not isinstance(value, list):
+                raise ConfigError("namespaces: expected a list")
+            values[key] = tuple(_namespace(i, ns) for i, ns in enumerate(value))
+        else:
+            values[key] = _coerce(key, value, _FIELD_TYPES[key])
+    config = NodeConfig(**values)
+    _validate(config)
+    return config
+
+
+def _validate(c: NodeConfig) -> None:
+    for key in ("redis_api_port", "http_api_port"):
+        port = getattr(c, key)
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{key}: not a TCP port: {port}")
+    for key in ("tick_ms", "election_tick", "proposal_timeout_ms", "max_clients",
+                "proto_max_bulk_len", "sweep_interval_ms", "sweep_batch"):
+        if getattr(c, key) < 1:
+            raise ConfigError(f"{key}: must be positive, got {getattr(c, key)}")
+    if c.idle_timeout_s < 0 or c.expire_grace_ms < 0:
+        raise ConfigError("idle_timeout_s/expire_grace_ms: must not be negative")
+    if not c.data_dir:
+        raise ConfigError("data_dir: must not be empty")
+    names = [ns.name for ns in c.namespaces]
+    if len(set(names)) != len(names):
+        raise ConfigError("namespaces: a namespace name appears twice")
+    if c.default_namespace and c.standalone and c.default_namespace not in names:
+        raise ConfigError(f"default_namespace: {c.default_namespace!r} is not a configured namespace")
+
+
+def load_config(path: str | None, overrides: dict | None = None) -> NodeConfig:
+    """Read a ZanRedisDB-shaped JSON file (or nothing: all defaults), apply overrides."""
+    server_conf: dict = {}
+    if path:
+        try:
+            with open(path, encoding="utf-8") as f:
+                doc = json.load(f)
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid JSON: {e}") from e
+        if not isinstance(doc, dict) or set(doc) - {"server_conf"}:
+            extra = sorted(set(doc) - {"server_conf"}) if isinstance(doc, dict) else []
+            raise ConfigError(f"{extra[0] if extra else 'top level'}: the file must be "
+                              '{"server_conf": {...}}')
+        server_conf = doc.get("server_conf", {})
+        if not isinstance(server_conf, dict):
+            raise ConfigError("server_conf: expected an object")
+    return build_config(server_conf, overrides)
+
+
+def parse_host_port(option: str, value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{option}: expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)

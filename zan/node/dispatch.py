@@ -1,0 +1,207 @@
+"""From a parsed command to its reply: Redis's dispatch order on top of partitions.
+
+existence → arity → authentication → routing → read (run now on the partition) or
+write (a command entry proposed to the partition, answered once applied) → reply.
+
+Per connection, commands take effect in the order they were sent, as with Redis: a
+write is proposed at once (the log orders writes), but a read waits for the connection's
+earlier writes to be applied, and once anything waits, everything after it waits too.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from typing import Any, Callable, Protocol
+
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+import zan.commands.registry  # noqa: F401  (fills the command table)
+from zan.commands.table import NO_AUTH, Route, check_arity, lookup_command
+from zan.errors import PartitionNotFound, RespError, ZanError, wrong_arity
+from zan.node.namespaces import KeyRouter
+from zan.store.statemachine import encode_command_entry
+
+__all__ = ["Partition", "PartitionSet", "NodeDispatcher"]
+
+
+class Partition(Protocol):
+    name: str
+    applied_index: int
+
+    def propose(self, data: bytes) -> Deferred: ...
+
+    def read(self, name: str, args: list[bytes], now_ms: int, seed: int = 0) -> Any: ...
+
+
+class PartitionSet(Protocol):
+    """What the dispatcher needs from the node: partitions by (namespace, pid)."""
+
+    def partition(self, namespace: str, pid: int) -> Partition: ...
+
+    def partitions(self) -> list[Partition]: ...
+
+
+class _Sequencer:
+    """Per-connection ordering state (see module docstring)."""
+
+    __slots__ = ("pending_writes", "queue")
+
+    def __init__(self):
+        self.pending_writes = 0
+        self.queue: deque[tuple[bool, Callable[[], Any], Deferred]] = deque()
+
+
+CROSSSLOT = "CROSSSLOT Keys in request don't hash to the same slot"
+
+
+class NodeDispatcher:
+    _log = Logger()
+
+    def __init__(self, reactor: IReactorTime, router: KeyRouter, partitions: PartitionSet,
+                 server, *, requirepass: str = "", rng: random.Random | None = None):
+        self._reactor = reactor
+        self.router = router
+        self.partitions = partitions
+        self.server = server              # context for SERVER-route handlers
+        self.requirepass = requirepass
+        self._rng = rng or random.Random()
+        self.commands_processed = 0
+
+    def now_ms(self) -> int:
+        return int(self._reactor.seconds() * 1000)
+
+    # -- the dispatcher interface of zan.resp.protocol -----------------------------
+
+    def dispatch(self, client, argv: list[bytes]):
+        self.commands_processed += 1
+        spec = lookup_command(argv)
+        check_arity(spec, len(argv))
+        if self.requirepass and not client.authenticated and NO_AUTH not in spec.flags:
+            raise RespError("NOAUTH Authentication required.")
+        if spec.route is Route.SERVER:
+            return spec.handler(self.server, client, argv[1:])
+        seq = client.extra.get("seq")
+        if seq is None:
+            seq = client.extra["seq"] = _Sequencer()
+        if seq.queue or (seq.pending_writes and not spec.is_write):
+            d = Deferred()
+            seq.queue.append((spec.is_write, lambda: self._execute(spec, argv, seq), d))
+            return d
+        return self._execute(spec, argv, seq)
+
+    def connection_closed(self, client) -> None:
+        seq = client.extra.get("seq")
+        if seq is not None:
+            seq.queue.clear()
+
+    # -- execution -----------------------------------------------------------------
+
+    def _execute(self, spec, argv, seq: _Sequencer):
+        result = self._run(spec, argv)
+        if spec.is_write and isinstance(result, Deferred):
+            seq.pending_writes += 1
+
+            def done(reply):
+                seq.pending_writes -= 1
+                self._drain(seq)
+                return reply
+            result.addBoth(done)
+        return result
+
+    def _drain(self, seq: _Sequencer) -> None:
+        # Queued writes may go as soon as they are first in line; a read waits for every
+        # write before it to be applied.
+        while seq.queue and (seq.queue[0][0] or not seq.pending_writes):
+            _, thunk, d = seq.queue.popleft()
+            maybeDeferred(thunk).chainDeferred(d)
+
+    def _run(self, spec, argv):
+        route = spec.route
+        if route is Route.KEY:
+            r = self.router.route(argv[1])
+            partition = self._partition(r.namespace, r.partition)
+            return self._on(partition, spec, [r.pk, *argv[2:]])
+        if route is Route.MULTI_KEY:
+            return self._multi(spec, argv)
+        if route is Route.SAME_PARTITION:
+            return self._same_partition(spec, argv)
+        if route is Route.ALL_PARTITIONS:
+            return self._everywhere(spec, argv)
+        raise AssertionError(route)
+
+    def _partition(self, namespace: str, pid: int) -> Partition:
+        partition = self.partitions.partition(namespace, pid)
+        if partition is None:
+            raise PartitionNotFound()
+        return partition
+
+    def _on(self, partition: Partition, spec, args: list[bytes]):
+        seed = self._rng.getrandbits(63)
+        if spec.is_write:
+            return partition.propose(encode_command_entry(self.now_ms(), seed, spec.name, args))
+        return partition.read(spec.name, args, self.now_ms(), seed)
+
+    def _key_groups(self, spec, argv):
+        """[(position, route, words of that key group)] for the keys of argv."""
+        step = max(spec.key_step, 1)
+        groups = []
+        for n, pos in enumerate(spec.key_positions(len(argv))):
+            r = self.router.route(argv[pos])
+            groups.append((n, r, [r.pk, *argv[pos + 1:pos + step]]))
+        return groups
+
+    def _multi(self, spec, argv):
+        if (len(argv) - spec.first_key) % max(spec.key_step, 1):
+            raise wrong_arity(spec.name)
+        groups = self._key_groups(spec, argv)
+        by_partition: dict[tuple[str, int], tuple[list[int], list[bytes]]] = {}
+        for n, r, words in groups:
+            positions, args = by_partition.setdefault((r.namespace, r.partition), ([], []))
+            positions.append(n)
+            args.extend(words)
+        head = list(argv[1:spec.first_key])
+        if len(by_partition) == 1:
+            ((ns, pid), (positions, args)), = by_partition.items()
+            reply = self._on(self._partition(ns, pid), spec, head + args)
+            return _then(reply, lambda r: spec.merge([(positions, r)], len(groups)))
+        parts = []
+        replies = []
+        for (ns, pid), (positions, args) in by_partition.items():
+            parts.append(positions)
+            replies.append(maybeDeferred(self._on, self._partition(ns, pid), spec, head + args))
+        return DeferredList(replies, consumeErrors=True).addCallback(
+            lambda results: spec.merge(
+                [(positions, value if ok else _failure_reply(value))
+                 for positions, (ok, value) in zip(parts, results)], len(groups)))
+
+    def _same_partition(self, spec, argv):
+        groups = self._key_groups(spec, argv)
+        targets = {(r.namespace, r.partition) for _, r, _ in groups}
+        if len(targets) > 1:
+            raise RespError(CROSSSLOT)
+        (ns, pid), = targets
+        args = list(argv[1:])
+        for (n, r, _), pos in zip(groups, spec.key_positions(len(argv))):
+            args[pos - 1] = r.pk
+        return self._on(self._partition(ns, pid), spec, args)
+
+    def _everywhere(self, spec, argv):
+        replies = [maybeDeferred(self._on, p, spec, list(argv[1:]))
+                   for p in self.partitions.partitions()]
+        return DeferredList(replies, consumeErrors=True).addCallback(
+            lambda results: spec.merge([v if ok else _failure_reply(v) for ok, v in results]))
+
+
+def _failure_reply(failure):
+    if isinstance(failure.value, ZanError):
+        return failure.value
+    return RespError("ERR internal error")
+
+
+def _then(reply, f):
+    if isinstance(reply, Deferred):
+        return reply.addCallback(f)
+    return f(reply)

@@ -1,0 +1,56 @@
+"""Which namespace and partition a Redis key belongs to, and its key inside them.
+
+A key is ``namespace:table:key``; its partition is the unsigned murmur3_32 (seed 0) of
+``table:key`` modulo the namespace's partition count — byte for byte what ZanRedisDB
+and its Go SDK compute.  In compat mode a key whose prefix is not a namespace we know
+belongs to the default namespace, whole, so plain Redis clients work unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mmh3
+
+from zan.errors import NamespaceNotFound, RespError
+from zan.node.config import NAME_RE, NamespaceConfig
+from zan.store.keyspace import MAX_KEY
+
+__all__ = ["KeyRoute", "KeyRouter", "partition_of"]
+
+
+def partition_of(pk: bytes, partition_num: int) -> int:
+    return mmh3.hash(pk, 0, signed=False) % partition_num
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRoute:
+    namespace: str
+    partition: int
+    pk: bytes
+
+
+class KeyRouter:
+    def __init__(self, namespaces: dict[str, NamespaceConfig], default_namespace: str = ""):
+        self._namespaces = {name.encode(): ns for name, ns in namespaces.items()}
+        self._default = namespaces.get(default_namespace) if default_namespace else None
+
+    def update(self, namespaces: dict[str, NamespaceConfig], default_namespace: str = "") -> None:
+        self.__init__(namespaces, default_namespace)
+
+    def route(self, key: bytes) -> KeyRoute:
+        if len(key) > MAX_KEY:
+            raise RespError("ERR invalid key size")
+        prefix, sep, pk = key.partition(b":")
+        ns = self._namespaces.get(prefix) if sep else None
+        if ns is not None:
+            table, sep2, _ = pk.partition(b":")
+            if not sep2 or not NAME_RE.match(table.decode("latin-1")):
+                raise RespError("ERR invalid table name")
+        elif self._default is not None:
+            ns, pk = self._default, key
+        elif not sep or not prefix:
+            raise RespError("ERR invalid redis key")
+        else:
+            raise NamespaceNotFound()
+        return KeyRoute(ns.name, partition_of(pk, ns.partition_num), pk)

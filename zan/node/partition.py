@@ -1,0 +1,151 @@
+"""A partition replica on this node, and the group commit that makes its writes durable.
+
+`LocalPartition` is a partition with a single replica (a standalone node): its log is the
+node's WAL group for the partition, appended to at proposal time; every write of a
+reactor turn, across all partitions, becomes durable with one `LogStore.sync()`; only
+then are the entries applied and their callers answered.  This is the order a Raft group
+follows (persist → apply → reply), and the same interface — `propose`, `read`,
+`applied_index` — is what a replicated partition offers the dispatcher.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from zan.errors import Stopping
+from zan.raft.storage import GroupLog, LogStore
+from zan.raft.types import Entry
+from zan.store.statemachine import PartitionStateMachine
+
+__all__ = ["GroupCommitter", "LocalPartition"]
+
+_TERM = 1  # a single-replica log never changes leader
+
+
+class GroupCommitter:
+    """Coalesces the writes of one reactor turn into one sync of the node's log."""
+
+    _log = Logger()
+
+    def __init__(self, reactor: IReactorTime, log_store: LogStore):
+        self._reactor = reactor
+        self._log_store = log_store
+        self._dirty: dict[int, "LocalPartition"] = {}
+        self._call = None
+        self.syncs = 0
+
+    def schedule(self, partition: "LocalPartition") -> None:
+        self._dirty[id(partition)] = partition
+        if self._call is None:
+            self._call = self._reactor.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        self._call = None
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, {}
+        for partition in dirty.values():
+            partition.persist_pending()
+        self._log_store.sync()
+        self.syncs += 1
+        for partition in dirty.values():
+            partition.apply_pending()
+
+    def cancel(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+
+class LocalPartition:
+    _log = Logger()
+
+    def __init__(self, namespace: str, pid: int, state_machine: PartitionStateMachine,
+                 group_log: GroupLog, committer: GroupCommitter, snap_count: int = 100000):
+        self.namespace = namespace
+        self.pid = pid
+        self.name = f"{namespace}-{pid}"
+        self.state_machine = state_machine
+        self._group_log = group_log
+        self._committer = committer
+        self._snap_count = snap_count
+        self._pending: deque[tuple[int, bytes, Deferred]] = deque()
+        self._unpersisted: list[Entry] = []
+        self._next_index = group_log.last_index() + 1
+        self.stopped = False
+        self._replay()
+
+    @property
+    def applied_index(self) -> int:
+        return self.state_machine.applied_index
+
+    @property
+    def is_leader(self) -> bool:
+        return True
+
+    def _replay(self) -> None:
+        """Apply what the log holds beyond the database (lost by a crash before LevelDB
+        wrote it out): the log is the truth, the database catches up."""
+        log = self._group_log
+        first = max(self.state_machine.applied_index + 1, log.first_index())
+        last = log.last_index()
+        if self.state_machine.applied_index < log.first_index() - 1:
+            # The log was compacted past what the database holds: cannot happen unless the
+            # database directory was replaced by an older copy.
+            raise RuntimeError(f"{self.name}: database at index {self.state_machine.applied_index}"
+                               f" is behind the compacted log ({log.first_index() - 1})")
+        index = first
+        while index <= last:
+            for entry in log.entries(index, last + 1, 8 << 20):
+                self.state_machine.apply(entry.index, entry.data)
+                index = entry.index + 1
+        if last >= first:
+            self._log.info("{partition}: replayed entries {first}..{last} from the log",
+                           partition=self.name, first=first, last=last)
+
+    def propose(self, data: bytes) -> Deferred:
+        if self.stopped:
+            raise Stopping()
+        index = self._next_index
+        self._next_index += 1
+        d = Deferred()
+        self._pending.append((index, data, d))
+        self._unpersisted.append(Entry(_TERM, index, data=data))
+        self._committer.schedule(self)
+        return d
+
+    def persist_pending(self) -> None:
+        """Hand this turn's entries to the log in one append (synced by the committer)."""
+        if self._unpersisted:
+            self._group_log.append(self._unpersisted)
+            self._unpersisted = []
+
+    def apply_pending(self) -> None:
+        pending = self._pending
+        apply = self.state_machine.apply
+        while pending:
+            index, data, d = pending.popleft()
+            d.callback(apply(index, data))
+        self._maybe_compact()
+
+    def read(self, name: str, args: list[bytes], now_ms: int, seed: int = 0) -> Any:
+        return self.state_machine.read(name, args, now_ms, seed)
+
+    def _maybe_compact(self) -> None:
+        applied = self.state_machine.applied_index
+        if applied - (self._group_log.first_index() - 1) < self._snap_count:
+            return
+        # Entries may leave the log only once the database holding them is on disk.
+        self.state_machine.engine.sync()
+        self._group_log.compact(applied)
+
+    def stop(self) -> None:
+        self.stopped = True
+        while self._pending:
+            _, _, d = self._pending.popleft()
+            d.errback(Stopping())

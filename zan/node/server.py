@@ -1,0 +1,154 @@
+"""What server-level commands (INFO, CONFIG, CLIENT ...) see of the node."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import sys
+
+from zan import __version__
+from zan.errors import RespError
+from zan.commands.util import parse_int
+
+__all__ = ["ServerContext", "REDIS_VERSION"]
+
+# The Redis version whose behaviour we reproduce; clients use it to pick features.
+REDIS_VERSION = "7.0.0"
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class ServerContext:
+    redis_version = REDIS_VERSION
+
+    def __init__(self, node):
+        self._node = node
+        self.stats_reset_clients = 0
+
+    @property
+    def requirepass(self) -> str:
+        return self._node.settings.get("requirepass", "")
+
+    # -- CLIENT ----------------------------------------------------------------------
+
+    @property
+    def clients(self) -> list:
+        factory = self._node.resp_factory
+        return [proto.client for proto in factory.connections.values()] if factory else []
+
+    @property
+    def connections_received(self) -> int:
+        # Client ids are handed out in order from 1, so the newest id counts them.
+        factory = self._node.resp_factory
+        newest = max((c.id for c in self.clients), default=0)
+        return max(newest, getattr(factory, "highest_id", 0)) - self.stats_reset_clients
+
+    def client_info(self, client) -> bytes:
+        now = self._node.reactor.seconds()
+        fields = [
+            ("id", client.id), ("addr", client.addr), ("laddr", self._node.redis_address),
+            ("fd", 0), ("name", (client.name or b"").decode("utf-8", "replace")),
+            ("age", int(now - client.created)), ("idle", 0), ("flags", "N"), ("db", 0),
+            ("sub", 0), ("psub", 0), ("ssub", 0), ("multi", -1), ("cmd", "client|info"),
+            ("lib-name", (client.lib_name or b"").decode("utf-8", "replace")),
+            ("lib-ver", (client.lib_ver or b"").decode("utf-8", "replace")),
+        ]
+        return (" ".join(f"{k}={v}" for k, v in fields) + "\n").encode()
+
+    def client_list(self) -> bytes:
+        return b"".join(self.client_info(c) for c in self.clients)
+
+    # -- CONFIG ----------------------------------------------------------------------
+
+    # name -> (getter, setter or None).  Only harmless parameters; the rest of Redis's
+    # configuration has no meaning here.
+    def config_items(self) -> list[tuple[str, str]]:
+        s = self._node.settings
+        return [
+            ("bind", self._node.config.redis_api_host),
+            ("port", str(self._node.config.redis_api_port)),
+            ("databases", "1"),
+            ("maxclients", str(s["maxclients"])),
+            ("timeout", str(s["timeout"])),
+            ("requirepass", s["requirepass"]),
+            ("maxmemory", "0"),
+            ("maxmemory-policy", "noeviction"),
+            ("save", ""),
+            ("appendonly", "no"),
+            ("appendfsync", "always"),
+            ("proto-max-bulk-len", str(self._node.config.proto_max_bulk_len)),
+            ("cluster-enabled", "no"),
+            ("dir", os.path.abspath(self._node.config.data_dir)),
+        ]
+
+    def config_set(self, name: str, raw: bytes) -> None:
+        s = self._node.settings
+        if name in ("maxclients", "timeout"):
+            try:
+                value = parse_int(raw)
+            except RespError:
+                value = -1
+            if value < (1 if name == "maxclients" else 0):
+                raise RespError(f"ERR CONFIG SET failed (possibly related to argument '{name}') "
+                                f"- argument couldn't be parsed into an integer")
+            s[name] = value
+            self._node.settings_changed(name)
+        elif name == "requirepass":
+            s[name] = raw.decode("utf-8", "replace")
+        elif name in dict(self.config_items()):
+            raise RespError(f"ERR CONFIG SET failed (possibly related to argument '{name}') "
+                            "- can't set immutable config")
+        else:
+            raise RespError(f"ERR Unknown option or number of arguments for CONFIG SET - '{name}'")
+
+    def reset_stats(self) -> None:
+        self._node.dispatcher.commands_processed = 0
+        self.stats_reset_clients += self.connections_received
+
+    # -- INFO ------------------------------------------------------------------------
+
+    def info_text(self, sections: list[str]) -> bytes:
+        node = self._node
+        now = node.reactor.seconds()
+        uptime = int(now - node.started_at)
+        keys, expires = node.keyspace_counts()
+        all_sections = {
+            "server": [
+                ("redis_version", REDIS_VERSION), ("zan_version", __version__),
+                ("redis_mode", "standalone"), ("os", f"{platform.system()} {platform.release()} "
+                                                   f"{platform.machine()}"),
+                ("arch_bits", "64" if sys.maxsize > 2**32 else "32"),
+                ("multiplexing_api", "epoll"), ("process_id", os.getpid()),
+                ("run_id", node.run_id), ("tcp_port", node.config.redis_api_port),
+                ("uptime_in_seconds", uptime), ("uptime_in_days", uptime // 86400),
+                ("executable", sys.argv[0]),
+            ],
+            "clients": [("connected_clients", len(self.clients)),
+                        ("maxclients", node.settings["maxclients"])],
+            "memory": [("used_memory", _rss_bytes()), ("used_memory_rss", _rss_bytes()),
+                       ("maxmemory", 0), ("maxmemory_policy", "noeviction")],
+            "persistence": [("loading", 0), ("aof_enabled", 0), ("rdb_changes_since_last_save", 0)],
+            "stats": [("total_connections_received", self.connections_received),
+                      ("total_commands_processed", node.dispatcher.commands_processed),
+                      ("log_syncs", node.committer.syncs)],
+            "replication": [("role", "master"), ("connected_slaves", 0)],
+            "cpu": [("used_cpu_sys", f"{resource.getrusage(resource.RUSAGE_SELF).ru_stime:.6f}"),
+                    ("used_cpu_user", f"{resource.getrusage(resource.RUSAGE_SELF).ru_utime:.6f}")],
+            "cluster": [("cluster_enabled", 0)],
+            "keyspace": ([("db0", f"keys={keys},expires={expires},avg_ttl=0")] if keys else []),
+        }
+        wanted = [s for s in sections if s not in ("all", "everything", "default")]
+        names = list(all_sections) if not wanted else [s for s in all_sections if s in wanted]
+        out = []
+        for name in names:
+            out.append(f"# {name.capitalize()}")
+            out.extend(f"{k}:{v}" for k, v in all_sections[name])
+            out.append("")
+        return "\r\n".join(out).rstrip("\r\n").encode() + b"\r\n"

@@ -1,0 +1,182 @@
+"""The data node: storage, partitions, the RESP and HTTP listeners, as one service tree.
+
+Storage is opened in `startService` (after twistd has daemonized, so LevelDB's and the
+WAL's file locks belong to the process that serves), listeners are bound before that in
+`privilegedStartService` so a busy port fails the start with a clear message.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+
+import mmh3
+from twisted.application import service
+from twisted.application.internet import StreamServerEndpointService, TimerService
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from zan.errors import ZanError
+from zan.node.config import NodeConfig
+from zan.node.dispatch import NodeDispatcher
+from zan.node.namespaces import KeyRouter
+from zan.node.partition import GroupCommitter, LocalPartition
+from zan.node.server import ServerContext
+from zan.raft.wal import WalLogStore
+from zan.resp.protocol import RespServerFactory
+
+from zan.store.codec import EXPIRY, META
+from zan.store.engine import LevelDBEngine
+from zan.store.keyspace import KeyspaceOptions
+from zan.store.statemachine import PartitionStateMachine
+
+__all__ = ["NodeService", "group_id_of"]
+
+
+def group_id_of(namespace: str, pid: int) -> int:
+    """A stable id for the log group of partition `pid` of `namespace`."""
+    return mmh3.hash64(f"{namespace}-{pid}".encode(), 0, signed=False)[0] >> 1
+
+
+class _RespFactory(RespServerFactory):
+    highest_id = 0
+
+    def buildProtocol(self, addr):
+        proto = super().buildProtocol(addr)
+        self.highest_id = max(self.highest_id, proto.client.id)
+        return proto
+
+
+class NodeService(service.MultiService):
+    _log = Logger()
+
+    def __init__(self, config: NodeConfig, reactor, *, rng: random.Random | None = None):
+        super().__init__()
+        self.config = config
+        self.reactor = reactor
+        self.rng = rng or random.Random()
+        self.run_id = uuid.uuid4().hex + uuid.uuid4().hex[:8]
+        self.started_at = reactor.seconds()
+        # Settings CONFIG SET may change at run time.
+        self.settings = {"requirepass": config.requirepass, "maxclients": config.max_clients,
+                         "timeout": config.idle_timeout_s}
+        self._partitions: dict[tuple[str, int], LocalPartition] = {}
+        self.log_store = None
+        self.committer = None
+        self.server_context = ServerContext(self)
+        self.router = KeyRouter({ns.name: ns for ns in config.namespaces},
+                                config.default_namespace)
+        self.dispatcher = NodeDispatcher(reactor, self.router, self, self.server_context,
+                                         requirepass=config.requirepass, rng=self.rng)
+        self.resp_factory = _RespFactory(
+            self.dispatcher, reactor, idle_timeout=config.idle_timeout_s or None,
+            max_bulk_len=config.proto_max_bulk_len, auth_required=bool(config.requirepass))
+        self.redis_address = f"{config.redis_api_host}:{config.redis_api_port}"
+
+        from zan.node.http_api import NodeHTTPAPI
+        self.http_api = NodeHTTPAPI(self)
+        for name, endpoint, factory in (
+            ("redis", TCP4ServerEndpoint(reactor, config.redis_api_port,
+                                         interface=config.redis_api_host), self.resp_factory),
+            ("http", TCP4ServerEndpoint(reactor, config.http_api_port,
+                                        interface=config.http_api_host),
+             Site(self.http_api.app.resource())),
+        ):
+            listener = StreamServerEndpointService(endpoint, factory)
+            listener._raiseSynchronously = True  # a busy port fails the start, loudly
+            listener.setName(name)
+            listener.setServiceParent(self)
+        sweep = TimerService(config.sweep_interval_ms / 1000.0, self.sweep_once)
+        sweep.clock = reactor
+        sweep.setName("sweeper")
+        sweep.setServiceParent(self)
+        self._sweep_positions: dict[tuple[str, int], bytes | None] = {}
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def privilegedStartService(self):
+        self.open_storage()
+        super().privilegedStartService()
+
+    def open_storage(self) -> None:
+        """Open the log and every partition; replays what the databases miss."""
+        if self.log_store is not None:
+            return
+        config = self.config
+        os.makedirs(config.data_dir, exist_ok=True)
+        self.log_store = WalLogStore(os.path.join(config.data_dir, "raft-wal"))
+        self.committer = GroupCommitter(self.reactor, self.log_store)
+        for ns in config.namespaces:
+            options = KeyspaceOptions(expiration_policy=ns.expiration_policy)
+            for pid in range(ns.partition_num):
+                name = f"{ns.name}-{pid}"
+                engine = LevelDBEngine(os.path.join(config.data_dir, name))
+                sm = PartitionStateMachine(engine, options, name=name)
+                group_log = self.log_store.group(group_id_of(ns.name, pid))
+                self._partitions[(ns.name, pid)] = LocalPartition(
+                    ns.name, pid, sm, group_log, self.committer, snap_count=ns.snap_count)
+        self.log_store.sync()
+        self._log.info("opened {count} partitions in {dir}", count=len(self._partitions),
+                       dir=os.path.abspath(config.data_dir))
+
+    def stopService(self):
+        d = super().stopService()
+
+        def close(result):
+            self.close_storage()
+            return result
+        return d.addBoth(close)
+
+    def close_storage(self) -> None:
+        if self.log_store is None:
+            return
+        self.committer.flush()
+        self.committer.cancel()
+        for partition in self._partitions.values():
+            partition.stop()
+            partition.state_machine.engine.close()
+        self.log_store.close()
+        self.log_store = None
+
+    def settings_changed(self, name: str) -> None:
+        if name == "timeout":
+            self.resp_factory.idle_timeout = self.settings["timeout"] or None
+
+    # -- PartitionSet ------------------------------------------------------------------
+
+    def partition(self, namespace: str, pid: int):
+        return self._partitions.get((namespace, pid))
+
+    def partitions(self):
+        return list(self._partitions.values())
+
+    def keyspace_counts(self) -> tuple[int, int]:
+        keys = expires = 0
+        for p in self._partitions.values():
+            keys += p.state_machine.keys_count
+            expires += p.state_machine.expires_count
+        return keys, expires
+
+    # -- background purge of expired keys and dead collection elements ------------------
+
+    def sweep_once(self) -> None:
+        if self.log_store is None:
+            return
+        now_ms = int(self.reactor.seconds() * 1000)
+        for key, partition in self._partitions.items():
+            try:
+                self._sweep_partition(key, partition, now_ms)
+            except ZanError:
+                self._log.failure("sweeping {partition}", partition=partition.name)
+
+    def _sweep_partition(self, key, partition, now_ms: int) -> None:
+        from zan.store import sweeper
+        sm = partition.state_machine
+        batch, position = sweeper.sweep(
+            sm.engine, now_ms=now_ms, grace_ms=self.config.expire_grace_ms,
+            limit=self.config.sweep_batch, start=self._sweep_positions.get(key))
+        self._sweep_positions[key] = position
+        if batch:
+            sm.purge(batch)
