@@ -23,6 +23,7 @@ from zan.store.keyspace import (
 __all__ = ["set_members"]
 
 _TAG = codec.SET_ELEM
+_NOT_POSITIVE = "ERR value is out of range, must be positive"
 
 
 def _prefix(pk: bytes, meta: Meta) -> bytes:
@@ -167,9 +168,10 @@ def spop(txn: Txn, args: list[bytes]):
         member = _nth_member(txn, pk, meta, txn.rng.randrange(meta.count))
         _remove(txn, pk, meta, [member])
         return member
-    count = parse_int(args[1])
+    # getPositiveLongFromObjectOrReply: one text for "not a number" and "negative".
+    count = parse_int(args[1], _NOT_POSITIVE)
     if count < 0:
-        raise RespError("ERR value is out of range, must be positive")
+        raise RespError(_NOT_POSITIVE)
     meta = lookup_as(txn, pk, T_SET)
     if meta is None or count == 0:
         return []
