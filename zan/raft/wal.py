@@ -29,7 +29,10 @@ with the record's position.  Bodies (msgpack arrays):
 
 Recovery replays the segments in order.  The first surviving segment's checkpoint seeds
 the state; checkpoints of later segments only restate what replay already built and are
-skipped, except for groups whose entries they copied (then they are the whole state).  A record that fails its check in a non-last segment, or in the last segment
+skipped, except for groups whose entries they copied (then they are the whole state).
+Entries whose records were in reclaimed segments are replayed as placeholders; a later
+record always discards them (else the segment could not have been reclaimed), and a
+placeholder still live after replay raises `StorageError`.  A record that fails its check in a non-last segment, or in the last segment
 with a valid BATCH marker after it (so a later sync completed), raises
 `zan.errors.StorageError` naming file and offset.  Otherwise it is a torn tail: logged,
 the segment truncated there and fsynced.  Every open then starts a fresh segment.
