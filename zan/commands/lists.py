@@ -26,6 +26,21 @@ _RANK_ZERO = ("ERR RANK can't be zero: use 1 to start from the first match, 2 fr
               "second ... or use negative to start from the end of the list")
 
 
+def _iterate(txn: Txn, start: bytes, stop: bytes | None, reverse: bool = False):
+    """txn.iterate over [start, stop).  Reverse scans are bounded by hand: plyvel 1.5's
+    reverse iterator yields nothing when the only key in range equals `start`."""
+    if not reverse:
+        return txn.iterate(start, stop)
+    return _reverse_from(txn, start, stop)
+
+
+def _reverse_from(txn: Txn, start: bytes, stop: bytes | None):
+    for key, value in txn.iterate(None, stop, reverse=True):
+        if key < start:
+            return
+        yield key, value
+
+
 class ListView:
     """One list key inside a txn: index arithmetic over its sequence numbers.
 
@@ -64,7 +79,7 @@ class ListView:
         """Elements at indexes [start, stop), one range scan."""
         if start >= stop:
             return []
-        return [v for _, v in self.txn.iterate(self.key(start), self.key(stop), reverse=reverse)]
+        return [v for _, v in _iterate(self.txn, self.key(start), self.key(stop), reverse)]
 
     def push(self, value: bytes, left: bool) -> None:
         if left:
@@ -275,12 +290,14 @@ def lpos(txn: Txn, args: list[bytes]):
     if lst is None:
         return None if count is None else []
     from_head = rank > 0
-    skip = abs(rank) - 1
+    # Redis negates the rank in a C long: LONG_MIN stays negative, so the first match
+    # from the tail already qualifies.
+    skip = 0 if rank == -(1 << 63) else abs(rank) - 1
     limit = lst.size if maxlen == 0 else min(maxlen, lst.size)
     if from_head:
         it = lst.txn.iterate(lst.key(0), lst.key(limit))
     else:
-        it = lst.txn.iterate(lst.key(lst.size - limit), lst.key(lst.size), reverse=True)
+        it = _iterate(txn, lst.key(lst.size - limit), lst.key(lst.size), True)
     found: list[int] = []
     for n, (_, value) in enumerate(it):
         if value != element:
