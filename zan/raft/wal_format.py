@@ -56,10 +56,8 @@ def frame(seq: int, offset: int, rtype: int, body: bytes) -> bytes:
 
 
 def parse(data, seq: int, offset: int) -> tuple[int, memoryview, int] | None:
-    """(type, body, next offset) of a valid record at `offset` of `data`, else None.
-
-    `data` is a bytes-like object holding the segment from offset 0 (or a buffer whose
-    offset 0 corresponds to segment offset `base`, see `parse_at`)."""
+    """(type, body, next offset) of a valid record at `offset` of `data` (a whole
+    segment's bytes), else None."""
     return parse_at(data, 0, seq, offset)
 
 
