@@ -283,7 +283,7 @@ def _zadd(txn: Txn, args: list[bytes], incr: bool):
             zs.set(member, score, None)
             added += 1
         processed += 1
-        result = score if score != 0.0 else 0.0
+        result = score
     if added or updated:
         zs.save()
     if incr:
