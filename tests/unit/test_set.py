@@ -166,3 +166,20 @@ def test_sadd_of_existing_set_costs_two_reads(part):
     txn = Txn(Counting(), now_ms=part.now_ms, index=part.index + 1, writable=True)
     assert REGISTRY["sadd"].handler(txn, [b"s", b"b"]) == 1
     assert Counting.gets == 2
+
+
+def test_expired_set_is_invisible_and_store_replaces_it(part):
+    from zan.store.keyspace import store_meta
+    part.call("sadd", "s", "a", "b")
+    txn = Txn(part.engine, now_ms=part.now_ms, writable=True)
+    meta = lookup(txn, b"s")
+    meta.expire_at = part.now_ms + 50
+    store_meta(txn, b"s", meta)
+    part.engine.write(txn.changes)
+    assert part.call("scard", "s") == 2
+    part.advance(50)
+    assert part.call("scard", "s") == 0
+    assert part.call("smembers", "s") == []
+    assert part.call("sadd", "s", "c") == 1
+    assert part.call("smembers", "s") == [b"c"]
+    assert lookup(Txn(part.engine, now_ms=part.now_ms), b"s").expire_at == 0
