@@ -144,18 +144,32 @@ class Network:
             out.append(m)
         return out
 
+    def lost(self, m: Message) -> list[Message]:
+        """`m` will never arrive.  A snapshot's sender learns of it, as from a real
+        transport whose snapshot stream failed."""
+        sender = self.nodes.get(m.frm)
+        if m.type != MT.SNAP or sender is None or m.frm in self.down:
+            return []
+        sender.rn.report_snapshot(m.to, False)
+        return sender.process()
+
     def deliver(self, m: Message) -> list[Message]:
         """Step `m` into its target and return what the target sent in reply."""
         node = self.nodes.get(m.to)
         if node is None or m.to in self.down:
-            return []
+            return self.lost(m)
         try:
             node.rn.step(m)
         except Exception as e:  # a dropped forwarded proposal
             from zan.errors import ClusterError
             if not isinstance(e, ClusterError):
                 raise
-        return node.process()
+        out = node.process()
+        sender = self.nodes.get(m.frm)
+        if m.type == MT.SNAP and sender is not None and m.frm not in self.down:
+            sender.rn.report_snapshot(m.to, True)
+            out.extend(sender.process())
+        return out
 
     def send(self, *msgs: Message) -> None:
         """Deliver `msgs` and everything they cause until the network is quiet."""
@@ -163,6 +177,7 @@ class Network:
         while queue:
             m = queue.pop(0)
             if not self._filter([m]):
+                queue.extend(self.lost(m))
                 continue
             queue.extend(self.deliver(m))
 

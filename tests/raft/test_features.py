@@ -199,9 +199,12 @@ def test_flow_control_max_inflight():
     r.step(Message(MT.APP_RESP, 1, 2, r.term, index=apps[0].entries[-1].index))
     more = [m for m in read_messages(r) if m.type == MT.APP and m.entries]
     assert len(more) == 1
-    # A heartbeat response does not unpause a full replicate window.
+    assert r.prs[2].is_paused()
+    # A heartbeat response lets exactly one more append through a full window, so a
+    # window whose messages were all lost cannot stall the follower.
     r.step(Message(MT.HEARTBEAT_RESP, 1, 2, r.term))
-    assert [m for m in read_messages(r) if m.type == MT.APP and m.entries] == []
+    assert len([m for m in read_messages(r) if m.type == MT.APP and m.entries]) == 1
+    assert r.prs[2].is_paused()
 
 
 def test_flow_control_probe_sends_one_at_a_time():
@@ -272,11 +275,14 @@ def test_snapshot_failure_retries():
     net.down.discard(3)
     net.ignore(MT.SNAP)
     net.nodes[1].raft.prs[3].recent_active = True
+    states = []
+    real_lost = net.lost
+    net.lost = lambda m: states.append(net.raft(1).prs[3].state) or real_lost(m)
     net.tick(1, 1)
     net.flush()
+    # The snapshot was sent (SNAPSHOT state) and its loss reported: back to probing.
+    assert states == [ProgressState.SNAPSHOT]
     pr = net.raft(1).prs[3]
-    assert pr.state == ProgressState.SNAPSHOT
-    net.nodes[1].rn.report_snapshot(3, False)
     assert pr.state == ProgressState.PROBE and pr.pending_snapshot == 0
     net.recover()
     net.tick(1, 1)

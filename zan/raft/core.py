@@ -647,6 +647,7 @@ class Raft:
             pr.become_replicate()
         elif pr.state == ProgressState.REPLICATE:
             pr.inflights.free_le(m.index)
+            pr.msg_app_flow_paused = pr.inflights.full()
         if self.maybe_commit():
             self._release_pending_read_index_messages()
             self.bcast_append()

@@ -43,8 +43,8 @@ class Inflights:
         self.bytes = 0
 
     def add(self, index: int, nbytes: int = 0) -> None:
-        if self.full():
-            raise AssertionError("cannot add into a full inflights")
+        # May exceed the limit by the one append a heartbeat response lets through (to
+        # recover when every message of a full window was lost).
         self._q.append((index, nbytes))
         self.bytes += nbytes
 
@@ -116,6 +116,7 @@ class Progress:
             if last_index is not None:
                 self.next = last_index + 1
                 self.inflights.add(last_index, nbytes)
+            self.msg_app_flow_paused = self.inflights.full()
         elif self.state == ProgressState.PROBE:
             # One probe per round trip: wait for the answer (or the next heartbeat response).
             self.msg_app_flow_paused = True
@@ -146,9 +147,9 @@ class Progress:
         return True
 
     def is_paused(self) -> bool:
-        state = self.state
-        if state == ProgressState.REPLICATE:
-            return self.inflights.full()
-        if state == ProgressState.PROBE:
-            return self.msg_app_flow_paused
-        return True
+        if self.state == ProgressState.SNAPSHOT:
+            return True
+        # PROBE: one append per round trip.  REPLICATE: the in-flight window is full;
+        # a heartbeat response clears the flag so a window of lost messages cannot stall
+        # the follower forever.
+        return self.msg_app_flow_paused
