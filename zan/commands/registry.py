@@ -3,7 +3,7 @@
 from zan.commands import table
 
 # Each import registers its family's commands.
-from zan.commands import server, strings  # noqa: F401
+from zan.commands import keys, server, strings  # noqa: F401
 from zan.commands import hashes, sets  # noqa: F401
 from zan.commands import lists, zsets  # noqa: F401
 

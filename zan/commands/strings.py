@@ -449,11 +449,13 @@ def bitcount(txn: Txn, args: list[bytes]):
         return _popcount(value)
     if len(args) not in (3, 4):
         raise RespError(SYNTAX)
+    start, end = parse_int(args[1]), parse_int(args[2])
+    # Redis 7.0 answers an inverted negative range before it looks at BYTE|BIT.
+    if start < 0 and end < 0 and start > end:
+        return 0
     start, end, total, is_bit = _bit_range(value, args[1], args[2],
                                            args[3] if len(args) == 4 else None,
                                            unit_before_end=False)
-    if start < 0 and end < 0 and start > end:
-        return 0
     start, end = _clamp(start, end, total)
     if start > end:
         return 0
