@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hiredis
 
+import random
+
+from zan.commands.cursors import SCAN_CURSOR_ARG, CursorRegistry
 from zan.commands.registry import REGISTRY
 from zan.commands.table import Route, check_arity, lookup_command
 from zan.errors import ZanError
@@ -46,24 +49,45 @@ class PartitionHarness:
         self.now_ms = now_ms
         self.seed = 12345
         self.index = self.sm.applied_index
+        # Integer cursors for SCAN/HSCAN/SSCAN/ZSCAN, translated as the node does.
+        self.cursors = CursorRegistry(rng=random.Random(7))
 
     def call(self, *argv):
-        """Run one command; returns the raw reply (errors as ZanError values)."""
+        """Run one command; returns the raw reply (errors as ZanError values).  Scan
+        cursors are integers, as a client sees them (see `call_raw` for tokens)."""
+        return self._call(argv, translate_cursors=True)
+
+    def call_raw(self, *argv):
+        """Like `call`, but scan handlers get and return their opaque tokens."""
+        return self._call(argv, translate_cursors=False)
+
+    def _call(self, argv, *, translate_cursors: bool):
         argv = [a.encode() if isinstance(a, str) else str(a).encode() if isinstance(a, int)
                 else a for a in argv]
         try:
             spec = lookup_command(argv)
             check_arity(spec, len(argv))
-            if spec.route is Route.SERVER:
-                raise AssertionError(f"{spec.name} is a server command")
-            if spec.is_write:
-                self.index += 1
-                self.seed += 1
-                return self.sm.apply(self.index, encode_command_entry(
-                    self.now_ms, self.seed, spec.name, argv[1:]))
-            return self.sm.read(spec.name, argv[1:], self.now_ms, self.seed)
+            pos = SCAN_CURSOR_ARG.get(spec.name) if translate_cursors else None
+            if pos is not None:
+                context = (spec.name, argv[1]) if pos == 2 else (spec.name,)
+                argv[pos] = self.cursors.resolve(argv[pos], context).token
+                reply = self._run(spec, argv)
+                if isinstance(reply, list):
+                    reply = [self.cursors.issue(reply[0], context), reply[1]]
+                return reply
+            return self._run(spec, argv)
         except ZanError as e:
             return e
+
+    def _run(self, spec, argv):
+        if spec.route is Route.SERVER:
+            raise AssertionError(f"{spec.name} is a server command")
+        if spec.is_write:
+            self.index += 1
+            self.seed += 1
+            return self.sm.apply(self.index, encode_command_entry(
+                self.now_ms, self.seed, spec.name, argv[1:]))
+        return self.sm.read(spec.name, argv[1:], self.now_ms, self.seed)
 
     def ncall(self, *argv):
         return normalize(self.call(*argv))
