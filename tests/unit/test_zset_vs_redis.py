@@ -17,8 +17,10 @@ SCORES = ["0", "1", "2", "-1", "1.5", "0.1", "1e20", "-0.0", "inf", "-inf", "+in
 BAD_FLOATS = ["x", "nan", "", " 1", "1 ", "1e400", "1e-400", "1_0", "--1", "1e", "0x"]
 BAD_INTS = ["x", "1.5", "", "+1", "01", "9223372036854775808"]
 BOUNDS = ["-inf", "+inf", "inf", "0", "1", "(1", "2", "(2", "-1", "(-inf", "(inf", "1.5",
-          "(0", "", "(", " 1", "1e400", "abc", "nan", "(x", "0.1"]
-LEX = ["-", "+", "[a", "(a", "[b", "(b", "[", "(", "[aa", "(zz", "[zz", "a", "", "++", "[c"]
+          "(0", "0.1", "3", "(3"]
+BAD_BOUNDS = ["", "(", " 1", "1e400", "abc", "nan", "(x", "1 "]
+LEX = ["-", "+", "[a", "(a", "[b", "(b", "[", "(", "[aa", "(zz", "[zz", "[c", "(B", "[e"]
+BAD_LEX = ["a", "", "++", "-a", "x"]
 
 
 def _int(rng: random.Random) -> str:
@@ -34,6 +36,14 @@ def _score(rng: random.Random) -> str:
     return rng.choice(BAD_FLOATS) if rng.random() < 0.04 else rng.choice(SCORES)
 
 
+def _bound(rng: random.Random) -> str:
+    return rng.choice(BAD_BOUNDS) if rng.random() < 0.05 else rng.choice(BOUNDS)
+
+
+def _lex(rng: random.Random) -> str:
+    return rng.choice(BAD_LEX) if rng.random() < 0.05 else rng.choice(LEX)
+
+
 def _range_options(rng: random.Random, allowed: list[str]) -> list[str]:
     opts: list[str] = []
     for _ in range(rng.choice([0, 0, 1, 1, 2, 3])):
@@ -47,19 +57,19 @@ def _range_options(rng: random.Random, allowed: list[str]) -> list[str]:
 
 
 def random_zset_command(rng: random.Random) -> list[str]:
-    key = rng.choice(KEYS)
+    key = rng.choices(KEYS, weights=[6, 4, 2, 1, 1])[0]
     cmd = rng.choice([
-        "zadd", "zadd", "zadd", "zadd", "zincrby", "zrem", "zscore", "zmscore", "zcard",
+        "zadd", "zadd", "zadd", "zadd", "zadd", "zadd", "zadd", "zincrby", "zrem", "zscore", "zmscore", "zcard",
         "zcount", "zlexcount", "zrange", "zrange", "zrevrange", "zrangebyscore",
         "zrevrangebyscore", "zrangebylex", "zrevrangebylex", "zrank", "zrevrank",
         "zremrangebyrank", "zremrangebyscore", "zremrangebylex", "zpopmin", "zpopmax",
         "zrangestore", "set", "rpush", "arity"])
     if cmd == "zadd":
         opts = [o for o in ["NX", "XX", "GT", "LT", "CH", "INCR", "nx", "ch"]
-                if rng.random() < 0.08]
+                if rng.random() < 0.05]
         rng.shuffle(opts)
         pairs: list[str] = []
-        for _ in range(rng.choice([1, 1, 2, 3])):
+        for _ in range(rng.choice([1, 1, 2, 3, 5])):
             pairs += [_score(rng), rng.choice(MEMBERS)]
         if rng.random() < 0.03:
             pairs.pop()
@@ -75,17 +85,18 @@ def random_zset_command(rng: random.Random) -> list[str]:
     if cmd == "zcard":
         return [cmd, key]
     if cmd in ("zcount", "zremrangebyscore"):
-        return [cmd, key, rng.choice(BOUNDS), rng.choice(BOUNDS)]
+        return [cmd, key, _bound(rng), _bound(rng)]
     if cmd in ("zlexcount", "zremrangebylex"):
-        return [cmd, key, rng.choice(LEX), rng.choice(LEX)]
+        return [cmd, key, _lex(rng), _lex(rng)]
     if cmd == "zremrangebyrank":
         return [cmd, key, _int(rng), _int(rng)]
     if cmd in ("zrange", "zrangestore"):
         kind = rng.choice(["rank", "score", "lex"])
         lo, hi = ((_int(rng), _int(rng)) if kind == "rank" else
-                  (rng.choice(BOUNDS), rng.choice(BOUNDS)) if kind == "score" else
-                  (rng.choice(LEX), rng.choice(LEX)))
-        opts = _range_options(rng, ["REV", "WITHSCORES", "LIMIT", "BYSCORE", "BYLEX", "bogus"])
+                  (_bound(rng), _bound(rng)) if kind == "score" else
+                  (_lex(rng), _lex(rng)))
+        opts = _range_options(rng, ["REV", "REV", "WITHSCORES", "WITHSCORES", "LIMIT", "LIMIT",
+                                    "BYSCORE", "BYLEX", "bogus"])
         if kind == "score" and rng.random() < 0.8:
             opts.insert(rng.randint(0, len(opts)), "BYSCORE")
         if kind == "lex" and rng.random() < 0.8:
@@ -94,12 +105,13 @@ def random_zset_command(rng: random.Random) -> list[str]:
             return [cmd, rng.choice(KEYS), key, lo, hi] + opts
         return [cmd, key, lo, hi] + opts
     if cmd == "zrevrange":
-        return [cmd, key, _int(rng), _int(rng)] + _range_options(rng, ["WITHSCORES", "LIMIT", "REV"])
+        return [cmd, key, _int(rng), _int(rng)] + _range_options(
+            rng, ["WITHSCORES", "WITHSCORES", "WITHSCORES", "LIMIT", "REV"])
     if cmd in ("zrangebyscore", "zrevrangebyscore"):
-        return [cmd, key, rng.choice(BOUNDS), rng.choice(BOUNDS)] + _range_options(
+        return [cmd, key, _bound(rng), _bound(rng)] + _range_options(
             rng, ["WITHSCORES", "LIMIT", "LIMIT", "withscores", "BYSCORE"])
     if cmd in ("zrangebylex", "zrevrangebylex"):
-        return [cmd, key, rng.choice(LEX), rng.choice(LEX)] + _range_options(
+        return [cmd, key, _lex(rng), _lex(rng)] + _range_options(
             rng, ["LIMIT", "LIMIT", "WITHSCORES"])
     if cmd in ("zpopmin", "zpopmax"):
         r = rng.random()

@@ -140,31 +140,31 @@ class ZSetView:
     def last(self):
         return next(self.scan(reverse=True), None)
 
-    def in_lex_range(self, rng: LexRange, reverse: bool = False):
-        """Redis's listpack lex walk: skip to the first member past the near bound, then
-        take members while they are within the far one."""
-        if rng.is_empty() or self.count == 0:
+    def in_lex_range(self, rng: LexRange, reverse: bool = False, offset: int = 0):
+        """Redis's listpack lex walk: find the first member past the near bound, skip
+        `offset` elements whatever they are (as Redis's LIMIT does), then take members
+        while they are within the far bound."""
+        if rng.is_empty() or self.count == 0 or offset < 0:
             return
         last, first = self.last(), self.first()
         if not rng.gte_min(last[1]) or not rng.lte_max(first[1]):
             return
-        started = False
-        for score, member in self.scan(reverse=reverse):
-            if not started:
-                if reverse:
-                    if not rng.lte_max(member):
-                        continue
-                    if not rng.gte_min(member):
-                        return
-                else:
-                    if not rng.gte_min(member):
-                        continue
-                    if not rng.lte_max(member):
-                        return
-                started = True
-            elif not (rng.gte_min(member) if reverse else rng.lte_max(member)):
+        near, far = (rng.lte_max, rng.gte_min) if reverse else (rng.gte_min, rng.lte_max)
+        it = self.scan(reverse=reverse)
+        for item in it:
+            if near(item[1]):
+                if not far(item[1]):
+                    return
+                break
+        else:
+            return
+        for _ in range(offset):
+            item = next(it, None)
+            if item is None:
                 return
-            yield score, member
+        while item is not None and far(item[1]):
+            yield item
+            item = next(it, None)
 
     def by_rank(self, lo: int, hi: int, reverse: bool = False):
         """Elements with ranks [lo, hi) (ranks counted from the far end when reversed):
@@ -453,10 +453,8 @@ def _range_items(zs: ZSetView, kind: str, reverse: bool, bounds, offset: int, li
     if offset > 0 and offset >= zs.count:
         return iter(())
     if kind == _SCORE:
-        items = zs.in_score_range(bounds, reverse)
-    else:
-        items = zs.in_lex_range(bounds, reverse)
-    return _limit(iter(items), offset, limit)
+        return _limit(iter(zs.in_score_range(bounds, reverse)), offset, limit)
+    return _limit(zs.in_lex_range(bounds, reverse, offset), 0, limit)
 
 
 def _zrange(txn: Txn, args: list[bytes], kind: str | None, reverse: bool | None):
