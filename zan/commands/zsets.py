@@ -514,12 +514,7 @@ def zrangestore(txn: Txn, args: list[bytes]):
         remove_key(txn, dst)
     if not items:
         return 0
-    meta = new_collection(txn, T_ZSET)
-    if src is not None and src.meta.version == meta.version:
-        # Cannot happen for entries applied in order, but two incarnations must never
-        # share element records.
-        raise RespError("ERR internal error")
-    out = ZSetView(txn, dst, meta)
+    out = ZSetView(txn, dst, new_collection(txn, T_ZSET))
     for score, member in items:
         out.set(member, score, None)
     out.save()
