@@ -239,7 +239,8 @@ class RaftLog:
         return self.unstable.entries
 
     def has_next_committed_ents(self) -> bool:
-        return self.committed > max(self.applying, self.first_index() - 1)
+        c = self.committed
+        return c > self.applying and c >= self.first_index()
 
     def next_committed_ents(self) -> list[Entry]:
         lo = max(self.applying + 1, self.first_index())
