@@ -185,3 +185,22 @@ def test_round_trip_with_random_splits(commands, cuts, fast):
     cuts = sorted({c % (len(data) + 1) for c in cuts})
     chunks = [data[a:b] for a, b in zip([0] + cuts, cuts + [len(data)])]
     assert parse_all(None, chunks, use_hiredis=fast) == commands
+
+
+@pytest.mark.parametrize("data", [b"*10000000\r\n", b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*10000000\r\n$1\r\na\r\n",
+                                  b"*1\r\n$1\r\na\r\n*1\r\n~10000000\r\n"])
+def test_huge_counts_allocate_nothing_up_front(data):
+    import tracemalloc
+
+    p = RequestParser()
+    tracemalloc.start()
+    try:
+        p.feed(data)
+        try:
+            list(p)
+        except ProtocolError:
+            pass
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20

@@ -19,7 +19,8 @@ Speed: runs of well-formed multibulk commands are parsed by ``hiredis.Reader`` (
 faster than Python.  hiredis is laxer than Redis, so its output is only trusted when it provably
 matches Redis's reading: every element must be a plain bulk (checked by ``b"".join``), the region
 holds no line that hiredis could read as a RESP3/status element returning bytes (``\n+``, ``\n=``,
-``\n(``), and the region is too small to hold an argument or a count beyond the limits.  Under
+``\n(``) nor an array header of 10000 or more (hiredis allocates the list when it reads the
+header), and the region is too small to hold an argument or a count beyond the limits.  Under
 those conditions the consumed bytes are exactly the canonical encoding of the commands, so the
 position is known.  Everything else (a command cut by a chunk boundary, inline requests, errors,
 Redis-only leniencies) goes through the exact pure-Python parser below, which keeps the texts.
@@ -53,8 +54,10 @@ _DOLLAR = 0x24
 # A run of commands parsed ahead per refill; bounded so a huge pipeline is not all parsed at once.
 _BATCH = 1024
 # Lines hiredis would turn into bytes although Redis rejects them (status, verbatim, bignum,
-# attribute); a region containing one is left to the exact parser.
-_SUSPECT = re.compile(rb"\n[+=(|]")
+# attribute), and aggregate headers with a count of 10000 or more, for which hiredis allocates
+# the whole list up front (``*2147483647`` would cost 16 GiB); such regions go to the exact parser.
+_SUSPECT = re.compile(rb"\n(?:[+=(|~%>]|\*[0-9]{5})")
+_BIG_COUNT = re.compile(rb"\*[0-9]{5}")
 
 
 def parse_ll(s: bytes) -> int | None:
@@ -171,7 +174,7 @@ class RequestParser:
         buf = self._buf
         pos = self._pos
         end = len(buf)
-        if pos >= end or buf[pos] != _STAR:
+        if pos >= end or buf[pos] != _STAR or _BIG_COUNT.match(buf, pos) is not None:
             return
         # A command that fits in this many bytes cannot exceed either limit.
         cap = min(self._max_bulk, 6 * self._max_mbulk)
