@@ -117,3 +117,34 @@ def test_random_sequences_match_redis(part, redis, seed):
 @pytest.mark.parametrize("seed", range(100, 108))
 def test_random_sequences_match_redis_long(part, redis, seed):
     _run(part, redis, seed, 3000)
+
+
+def _scan_all(call, opts):
+    cursor, seen = b"0", []
+    for _ in range(10000):
+        reply = normalize(call("scan", cursor, *opts))
+        if not isinstance(reply, list):
+            return reply, None
+        cursor, keys = reply
+        seen += keys
+        if cursor == b"0":
+            return None, sorted(seen)
+    raise AssertionError("scan did not finish")
+
+
+def test_full_scans_match_redis(part, redis):
+    rng = random.Random(5)
+    for i in range(150):
+        k = f"key:{i}"
+        kind = rng.choice(["set", "hset", "rpush", "sadd", "zadd"])
+        argv = {"set": ("set", k, "v"), "hset": ("hset", k, "f", "v"),
+                "rpush": ("rpush", k, "x"), "sadd": ("sadd", k, "m"),
+                "zadd": ("zadd", k, "1", "m")}[kind]
+        part.call(*argv)
+        redis.call(*argv)
+    for opts in ([], ["COUNT", "7"], ["MATCH", "key:1*"], ["TYPE", "hash", "COUNT", "3"],
+                 ["TYPE", "string"], ["MATCH", "*5", "TYPE", "zset"], ["TYPE", "nosuch"],
+                 ["COUNT", "0"], ["COUNT", "-1"], ["COUNT", "x"], ["MATCH"], ["FOO", "1"]):
+        assert _scan_all(part.call, opts) == _scan_all(redis.call, opts), opts
+    for bad in (["x"], ["-"], ["1.5"]):
+        assert part.ncall("scan", *bad) == normalize(redis.call("scan", *bad))

@@ -252,16 +252,17 @@ def _live(txn: Txn, value: bytes) -> tuple[int, int] | None:
     return type_, expire_at
 
 
-def scan_keys(txn: Txn, lo: bytes, hi: bytes | None, count: int, accept):
-    """Walk live meta records in [lo, hi) examining at most `count` of them; returns
-    (pks accepted by ``accept(pk, type)``, last pk examined or None if the range is
-    exhausted)."""
+def scan_keys(txn: Txn, lo: bytes, hi: bytes | None, count: int, accept,
+              only_type: int | None = None):
+    """Walk live meta records in [lo, hi) examining at most `count` of them (keys not of
+    `only_type`, when given, are skipped without counting); returns (pks accepted by
+    ``accept(pk, type)``, last pk examined or None if the range is exhausted)."""
     out: list[bytes] = []
     examined = 0
     last = None
     for key, value in txn.iterate(lo, hi):
         info = _live(txn, value)
-        if info is None:
+        if info is None or (only_type is not None and info[0] != only_type):
             continue
         pk = codec.pk_of_meta_key(key)
         if examined == count:
@@ -348,5 +349,6 @@ def advscan(txn: Txn, args: list[bytes]):
     def accept(pk: bytes, t: int) -> bool:
         return t == type_ and (pattern is None or glob_match(pattern, pk[strip:]))
 
-    keys, last = scan_keys(txn, lo, prefix_end(prefix), count, accept)
+    # ZanRedisDB keeps each type in its own key space, so COUNT counts keys of the type.
+    keys, last = scan_keys(txn, lo, prefix_end(prefix), count, accept, only_type=type_)
     return [b"" if last is None else last[strip:], keys]
