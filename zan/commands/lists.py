@@ -92,6 +92,15 @@ class ListView:
     def pop(self, count: int, left: bool) -> list[bytes]:
         """Remove up to `count` elements from one end; returned in pop order."""
         n = min(count, self.size)
+        if n == 1:
+            # The common single pop: a point get, no iterator.
+            key = self.key(0 if left else self.size - 1)
+            out = [self.txn.get(key)]
+            self.txn.delete(key)
+            if left:
+                self.head += 1
+            self.size -= 1
+            return out
         if left:
             out = self.values(0, n)
             for i in range(n):

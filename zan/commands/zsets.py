@@ -12,6 +12,8 @@ step, so they give Redis's answers even on sets whose scores differ.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 
 from zan.commands.table import DENYOOM, FAST, READONLY, WRITE, Route, command
@@ -91,8 +93,11 @@ class ZSetView:
         self.txn.put(self.sprefix + sortable_score(score) + member, b"")
 
     def remove(self, member: bytes, old: float) -> None:
+        self.remove_sorted(member, sortable_score(old))
+
+    def remove_sorted(self, member: bytes, sorted_score: bytes) -> None:
         self.txn.delete(self.mprefix + member)
-        self.txn.delete(self.sprefix + sortable_score(old) + member)
+        self.txn.delete(self.sprefix + sorted_score + member)
         self.count -= 1
 
     def save(self) -> None:
@@ -106,14 +111,15 @@ class ZSetView:
 
     def scan(self, start: bytes | None = None, stop: bytes | None = None,
              reverse: bool = False):
-        """(score, member) in score order over index keys [start, stop)."""
+        """(sortable score bytes, member) in score order over index keys [start, stop).
+        Scores stay encoded: most callers only need members or the index key back."""
         n = self._slen
         if start is None:
             start = self.sprefix
         if stop is None:
             stop = prefix_end(self.sprefix)
         for key, _ in _iterate(self.txn, start, stop, reverse):
-            yield unsortable_score(key[n:n + 8]), key[n + 8:]
+            yield key[n:n + 8], key[n + 8:]
 
     def score_bounds(self, rng: ScoreRange) -> tuple[bytes, bytes]:
         """Index keys [start, stop) holding exactly the scores of `rng`."""
@@ -169,22 +175,21 @@ class ZSetView:
     def by_rank(self, lo: int, hi: int, reverse: bool = False):
         """Elements with ranks [lo, hi) (ranks counted from the far end when reversed):
         one scan, skipping the first `lo`."""
-        it = self.scan(reverse=reverse)
-        for _ in range(lo):
-            next(it, None)
-        for _ in range(hi - lo):
-            item = next(it, None)
-            if item is None:
-                return
-            yield item
+        return itertools.islice(self.scan(reverse=reverse), lo, hi)
+
+
+@functools.lru_cache(maxsize=4096)
+def _format_sorted(raw: bytes) -> bytes:
+    return format_score(unsortable_score(raw))
 
 
 def _flat(items, withscores: bool) -> list[bytes]:
     out: list[bytes] = []
     if withscores:
-        for score, member in items:
+        fmt = _format_sorted
+        for raw, member in items:
             out.append(member)
-            out.append(format_score(score))
+            out.append(fmt(raw))
     else:
         out.extend(member for _, member in items)
     return out
@@ -515,8 +520,8 @@ def zrangestore(txn: Txn, args: list[bytes]):
     if not items:
         return 0
     out = ZSetView(txn, dst, new_collection(txn, T_ZSET))
-    for score, member in items:
-        out.set(member, score, None)
+    for raw, member in items:
+        out.set(member, unsortable_score(raw), None)
     out.save()
     return out.count
 
@@ -555,8 +560,8 @@ def zremrangebylex(txn: Txn, args: list[bytes]):
 
 
 def _remove_all(zs: ZSetView, items) -> int:
-    for score, member in items:
-        zs.remove(member, score)
+    for raw, member in items:
+        zs.remove_sorted(member, raw)
     if items:
         zs.save()
     return len(items)
