@@ -156,3 +156,23 @@ def test_random_sequences_match_redis(part, redis, seed):
 @pytest.mark.parametrize("seed", range(100, 110))
 def test_random_sequences_match_redis_long(part, redis, seed):
     _run_seed(part, redis, seed, 3000)
+
+
+def test_bit_ranges_on_random_bitmaps_match_redis(part, redis):
+    rng = random.Random(11)
+    patterns = [b"", b"\x00", b"\xff", b"\x00\x00\xff", b"\xff\xff\x00", b"\x0f\xf0",
+                b"\x80\x01\x00\xff"]
+    for _ in range(12):
+        patterns.append(bytes(rng.choice([0, 255, rng.randrange(256)]) for _ in range(rng.randint(1, 6))))
+    idx = lambda: str(rng.randint(-60, 60))
+    for value in patterns:
+        _check(part, redis, ("set", "bm", value))
+        for _ in range(60):
+            unit = rng.choice([[], ["BIT"], ["BYTE"]])
+            bit = rng.choice(["0", "1"])
+            if unit:
+                tail = [idx(), idx()] + unit
+            else:
+                tail = rng.choice([[], [idx()], [idx(), idx()]])
+            _check(part, redis, ("bitpos", "bm", bit, *tail))
+            _check(part, redis, ("bitcount", "bm", *([idx(), idx()] + unit if unit or rng.random() < .7 else [])))
