@@ -71,6 +71,9 @@ def random_list_command(rng: random.Random) -> list[str]:
         return [cmd, key, rng.choice(KEYS)]
     if cmd == "set":
         return ["set", "str", rng.choice(VALUES)]
+    if rng.random() < 0.05 and "type" in REGISTRY:
+        # Key-level commands, when the keys family is there.
+        return rng.choice([["del", key], ["type", key], ["exists", key]])
     if cmd == "zadd":
         return ["zadd", "zs", str(rng.randint(0, 3)), rng.choice(VALUES)]
     # Wrong arity.

@@ -9,6 +9,7 @@ import random
 import pytest
 
 from tests.support.harness import Err
+from zan.commands.registry import REGISTRY
 from zan.commands.zset_args import format_score, parse_score, parse_score_range
 from zan.errors import RespError
 from zan.store import codec
@@ -154,3 +155,20 @@ def test_range_bounds_follow_strtod():
 ])
 def test_format_score(score, text):
     assert format_score(score) == text
+
+
+def test_expired_zset_is_gone_and_recreated_empty(part):
+    if "pexpire" not in REGISTRY:
+        pytest.skip("the keys family is not available")
+    part.call("zadd", "z", "1", "a", "2", "b")
+    part.call("pexpire", "z", "100")
+    part.advance(99)
+    assert part.ncall("zcard", "z") == 2
+    part.advance(1)
+    assert part.ncall("zcard", "z") == 0
+    assert part.ncall("zrange", "z", "0", "-1") == []
+    assert part.ncall("zscore", "z", "a") is None
+    assert part.ncall("zadd", "z", "5", "c") == 1
+    assert part.ncall("zrange", "z", "0", "-1", "WITHSCORES") == [b"c", b"5"]
+    assert part.ncall("zrank", "z", "c") == 0
+    _check_invariants(part, b"z")
