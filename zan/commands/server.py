@@ -259,7 +259,7 @@ def command_(server, client, args):
             raise RespError("ERR Invalid command specified")
         if (spec.arity > 0 and len(argv) != spec.arity) or (spec.arity < 0 and len(argv) < -spec.arity):
             raise RespError("ERR Invalid number of arguments specified for command")
-        keys = [argv[p] for p in spec.key_positions(len(argv))]
+        keys = [argv[p] for p in spec.key_positions_of(argv)]
         if not keys:
             raise RespError("ERR The command has no key arguments")
         return keys

@@ -305,7 +305,7 @@ def sdiffstore(txn: Txn, args: list[bytes]):
     return _store(txn, args[0], _diff(txn, args[1:]))
 
 
-@command("sintercard", -3, (READONLY,), since="7.0.0",
+@command("sintercard", -3, (READONLY,), since="7.0.0", numkeys_at=1,
          summary="Intersect multiple sets and return the cardinality of the result", **_MULTI)
 def sintercard(txn: Txn, args: list[bytes]):
     """args: numkeys key [key ...] [LIMIT limit]."""

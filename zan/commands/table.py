@@ -72,11 +72,27 @@ class CommandSpec:
     merge: Callable[..., Any] | None = None
     # The stale.* twin of a read command may be served by a follower.
     allow_stale: bool = False
+    # Commands like SINTERCARD name their key count at this argv position; the keys follow it.
+    numkeys_at: int = 0
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def is_write(self) -> bool:
         return WRITE in self.flags
+
+    def key_positions_of(self, argv: list[bytes]) -> range:
+        """Positions in argv (name = 0) of the keys of this call.  An invalid key count
+        yields no keys: the handler reports it."""
+        if self.numkeys_at:
+            try:
+                n = int(argv[self.numkeys_at])
+            except (ValueError, IndexError):
+                return range(0)
+            start = self.numkeys_at + 1
+            if n < 1 or start + n > len(argv):
+                return range(0)
+            return range(start, start + n)
+        return self.key_positions(len(argv))
 
     def key_positions(self, argc: int) -> range:
         """Positions in argv (name = 0) of the keys of a call with `argc` words."""
@@ -92,7 +108,7 @@ REGISTRY: dict[str, CommandSpec] = {}
 def command(name: str, arity: int, flags: tuple[str, ...] | str = (), *,
             route: Route = Route.KEY, first_key: int = 1, last_key: int = 1,
             key_step: int = 1, group: str = "generic", summary: str = "",
-            since: str = "1.0.0", merge=None, allow_stale: bool = False):
+            since: str = "1.0.0", merge=None, allow_stale: bool = False, numkeys_at: int = 0):
     """Register the decorated function as the handler of `name` (lower case)."""
     if isinstance(flags, str):
         flags = tuple(flags.split())
@@ -108,7 +124,7 @@ def command(name: str, arity: int, flags: tuple[str, ...] | str = (), *,
         REGISTRY[key] = CommandSpec(
             name=key, arity=arity, flags=tuple(flags), handler=handler, route=route,
             first_key=fk, last_key=lk, key_step=ks, group=group, summary=summary,
-            since=since, merge=merge, allow_stale=allow_stale)
+            since=since, merge=merge, allow_stale=allow_stale, numkeys_at=numkeys_at)
         return handler
 
     return register

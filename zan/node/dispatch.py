@@ -148,7 +148,7 @@ class NodeDispatcher:
         """[(position, route, words of that key group)] for the keys of argv."""
         step = max(spec.key_step, 1)
         groups = []
-        for n, pos in enumerate(spec.key_positions(len(argv))):
+        for n, pos in enumerate(spec.key_positions_of(argv)):
             r = self.router.route(argv[pos])
             groups.append((n, r, [r.pk, *argv[pos + 1:pos + step]]))
         return groups
@@ -178,14 +178,18 @@ class NodeDispatcher:
                  for positions, (ok, value) in zip(parts, results)], len(groups)))
 
     def _same_partition(self, spec, argv):
-        groups = self._key_groups(spec, argv)
-        targets = {(r.namespace, r.partition) for _, r, _ in groups}
+        positions = spec.key_positions_of(argv)
+        routes = [self.router.route(argv[pos]) for pos in positions]
+        targets = {(r.namespace, r.partition) for r in routes}
         if len(targets) > 1:
             raise RespError(CROSSSLOT)
-        (ns, pid), = targets
         args = list(argv[1:])
-        for (n, r, _), pos in zip(groups, spec.key_positions(len(argv))):
+        for pos, r in zip(positions, routes):
             args[pos - 1] = r.pk
+        if not targets:
+            # No valid key (a bad key count): any partition's handler reports the error.
+            return self._on(self.partitions.partitions()[0], spec, args)
+        (ns, pid), = targets
         return self._on(self._partition(ns, pid), spec, args)
 
     def _everywhere(self, spec, argv):
