@@ -69,6 +69,8 @@ class NodeDispatcher:
         self.requirepass = requirepass
         self._rng = rng or random.Random()
         self.commands_processed = 0
+        # Commands the node runs itself rather than by route (the scans): name -> f(spec, argv).
+        self.special: dict[str, Callable[[Any, list[bytes]], Any]] = {}
 
     def now_ms(self) -> int:
         return int(self._reactor.seconds() * 1000)
@@ -119,6 +121,9 @@ class NodeDispatcher:
             maybeDeferred(thunk).chainDeferred(d)
 
     def _run(self, spec, argv):
+        special = self.special.get(spec.name)
+        if special is not None:
+            return special(spec, argv)
         route = spec.route
         if route is Route.KEY:
             r = self.router.route(argv[1])
@@ -137,6 +142,10 @@ class NodeDispatcher:
         if partition is None:
             raise PartitionNotFound()
         return partition
+
+    def run_on(self, partition: Partition, spec, args: list[bytes]):
+        """Run one command (args with primary keys) on one partition."""
+        return self._on(partition, spec, args)
 
     def _on(self, partition: Partition, spec, args: list[bytes]):
         seed = self._rng.getrandbits(63)
