@@ -19,6 +19,17 @@ from zan.errors import StorageError
 __all__ = ["LevelDBEngine"]
 
 
+def _take_from(iterator, start: bytes, include_value: bool):
+    """Items of a reverse iterator down to and including `start`."""
+    try:
+        for item in iterator:
+            if (item[0] if include_value else item) < start:
+                return
+            yield item
+    finally:
+        iterator.close()
+
+
 class LevelDBEngine:
     def __init__(self, path: str, *, block_cache_bytes: int = 8 << 20,
                  write_buffer_bytes: int = 4 << 20):
@@ -43,6 +54,12 @@ class LevelDBEngine:
                  snapshot=None) -> Iterator:
         """Keys in [start, stop), as (key, value) pairs or bare keys."""
         source = snapshot if snapshot is not None else self._db
+        if reverse and start is not None:
+            # plyvel 1.5 returns nothing for a reverse range whose only key equals `start`;
+            # bound the low end by hand instead.
+            return _take_from(source.iterator(stop=stop, reverse=True,
+                                              include_value=include_value),
+                              start, include_value)
         return source.iterator(start=start, stop=stop, reverse=reverse,
                                include_value=include_value)
 
