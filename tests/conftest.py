@@ -31,3 +31,14 @@ def part(tmp_path):
         yield h
     finally:
         h.close()
+
+
+@pytest.fixture
+def zan_node():
+    """A fresh standalone `twistd -n zan-node` process (killed at teardown)."""
+    from tests.support.node import ZanNode
+    node = ZanNode().start()
+    try:
+        yield node
+    finally:
+        node.cleanup()

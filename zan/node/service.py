@@ -23,8 +23,11 @@ from zan.node.config import NodeConfig
 from zan.node.dispatch import NodeDispatcher
 from zan.node.namespaces import KeyRouter
 from zan.node.partition import GroupCommitter, LocalPartition
+from zan.commands.cursors import CursorRegistry
+from zan.node.scan import ScanRunner
 from zan.node.server import ServerContext
 from zan.raft.wal import WalLogStore
+from zan.store import sweeper
 from zan.resp.protocol import RespServerFactory
 
 from zan.store.codec import EXPIRY, META
@@ -74,6 +77,7 @@ class NodeService(service.MultiService):
             self.dispatcher, reactor, idle_timeout=config.idle_timeout_s or None,
             max_bulk_len=config.proto_max_bulk_len, auth_required=bool(config.requirepass))
         self.redis_address = f"{config.redis_api_host}:{config.redis_api_port}"
+        ScanRunner(self.dispatcher, self, CursorRegistry(rng=self.rng)).install()
 
         from zan.node.http_api import NodeHTTPAPI
         self.http_api = NodeHTTPAPI(self)
@@ -92,7 +96,8 @@ class NodeService(service.MultiService):
         sweep.clock = reactor
         sweep.setName("sweeper")
         sweep.setServiceParent(self)
-        self._sweep_positions: dict[tuple[str, int], bytes | None] = {}
+        # Per partition: which sweep runs next and where it resumes.
+        self._sweep_state: dict[tuple[str, int], tuple[str, bytes | None]] = {}
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -172,11 +177,18 @@ class NodeService(service.MultiService):
                 self._log.failure("sweeping {partition}", partition=partition.name)
 
     def _sweep_partition(self, key, partition, now_ms: int) -> None:
-        from zan.store import sweeper
+        """One slice of one sweep: expired keys first, then orphaned collection elements,
+        alternating pass by pass.  Computed and written in this same call, so no entry is
+        applied in between."""
         sm = partition.state_machine
-        batch, position = sweeper.sweep(
-            sm.engine, now_ms=now_ms, grace_ms=self.config.expire_grace_ms,
-            limit=self.config.sweep_batch, start=self._sweep_positions.get(key))
-        self._sweep_positions[key] = position
-        if batch:
-            sm.purge(batch)
+        kind, start = self._sweep_state.get(key, ("expired", None))
+        if kind == "expired":
+            batch = sweeper.sweep_expired(sm.engine, now_ms, grace_ms=self.config.expire_grace_ms,
+                                          limit=self.config.sweep_batch, start=start)
+        else:
+            batch = sweeper.sweep_garbage(sm.engine, limit=self.config.sweep_batch, start=start)
+        if batch.deletions:
+            sm.purge(batch.deletions)
+        if batch.resume is None:
+            kind = "garbage" if kind == "expired" else "expired"
+        self._sweep_state[key] = (kind, batch.resume)

@@ -1,0 +1,201 @@
+"""Standalone node throughput against a bare Twisted RESP server and redis-server.
+
+One command, one interleaved run:
+
+    python bench/node_bench.py [-n 100000] [--rounds 1] [--tests set,get,...] [--keys 1000000]
+
+For each test and pipeline depth (-P 1, -P 16) it runs `redis-benchmark -c 50 -n N -r 100000`
+against the Zan node (durable: every write fsynced through group commit), the bare server
+of bench/bare_server.py (GET/SET on a dict: what Twisted and Python cost with no storage)
+and redis-server (no persistence), rotating the order each round; it prints the median
+requests/s of each and the ratios.  Then it loads --keys keys into a fresh node and prints
+its RSS and the time a restart takes until it answers again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_TESTS = "set,get,incr,lpush,lpop,sadd,hset,zadd,lrange_100"
+BARE_TESTS = {"set", "get"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"*1\r\n$4\r\nPING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return time.monotonic() - start
+        except OSError:
+            time.sleep(0.01)
+    raise TimeoutError(f"port {port} not answering")
+
+
+class Server:
+    def __init__(self, name: str, argv: list[str], port: int, env=None, cwd=None):
+        self.name, self.argv, self.port, self.env, self.cwd = name, argv, port, env, cwd
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> float:
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return wait_port(self.port, self.proc)
+
+    def stop(self, sig=signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def rss_mb(self) -> float:
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+
+def zan_server(data_dir: str, port: int, http_port: int) -> Server:
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return Server("zan", [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+                          "-n", "--pidfile=", "--logfile=/dev/null", "zan-node",
+                          "--data-dir", data_dir, "--redis-addr", f"127.0.0.1:{port}",
+                          "--http-addr", f"127.0.0.1:{http_port}"], port, env=env, cwd=data_dir)
+
+
+def redis_benchmark(port: int, test: str, pipeline: int, n: int) -> float:
+    out = subprocess.run(
+        ["redis-benchmark", "-p", str(port), "-c", "50", "-n", str(n), "-r", "100000",
+         "-P", str(pipeline), "-t", test, "--csv"],
+        capture_output=True, text=True, timeout=1800).stdout
+    for line in out.splitlines():
+        fields = [f.strip('"') for f in line.split(",")]
+        if len(fields) > 1 and re.match(r"[0-9.]+$", fields[1]):
+            return float(fields[1])
+    raise RuntimeError(f"no figure from redis-benchmark for {test}: {out!r}")
+
+
+def flush(port: int) -> None:
+    subprocess.run(["redis-cli", "-p", str(port), "flushall"], capture_output=True, timeout=600)
+
+
+def load_keys(port: int, count: int) -> float:
+    """SET count distinct keys through redis-cli --pipe; returns seconds taken."""
+    def stream():
+        for i in range(count):
+            k = b"key:%012d" % i
+            yield b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$10\r\nvalue%05d\r\n" % (len(k), k, i % 100000)
+    start = time.monotonic()
+    proc = subprocess.Popen(["redis-cli", "-p", str(port), "--pipe"], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL)
+    chunk = []
+    for cmd in stream():
+        chunk.append(cmd)
+        if len(chunk) == 10000:
+            proc.stdin.write(b"".join(chunk))
+            chunk = []
+    proc.stdin.write(b"".join(chunk))
+    proc.stdin.close()
+    proc.wait()
+    return time.monotonic() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("-n", type=int, default=100000)
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--tests", default=DEFAULT_TESTS)
+    ap.add_argument("--keys", type=int, default=1000000, help="keys for the RSS/restart figure (0: skip)")
+    args = ap.parse_args()
+    for tool in ("redis-benchmark", "redis-server", "redis-cli"):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is not installed (apt-get install redis-server redis-tools)")
+
+    tmp = tempfile.mkdtemp(prefix="zan-bench-")
+    ports = {name: free_port() for name in ("zan", "bare", "redis")}
+    servers = [
+        zan_server(os.path.join(tmp, "zan"), ports["zan"], free_port()),
+        Server("bare", [sys.executable, os.path.join(ROOT, "bench", "bare_server.py"),
+                        "--port", str(ports["bare"])], ports["bare"]),
+        Server("redis", ["redis-server", "--port", str(ports["redis"]), "--bind", "127.0.0.1",
+                         "--save", "", "--appendonly", "no", "--dir", tmp], ports["redis"]),
+    ]
+    os.makedirs(os.path.join(tmp, "zan"))
+    results: dict[tuple[str, str, int], list[float]] = {}
+    tests = args.tests.split(",")
+    try:
+        for s in servers:
+            s.start()
+        for rnd in range(args.rounds):
+            for pipeline in (1, 16):
+                for test in tests:
+                    order = servers[rnd % 3:] + servers[:rnd % 3]
+                    for s in order:
+                        if s.name == "bare" and test not in BARE_TESTS:
+                            continue
+                        rps = redis_benchmark(s.port, test, pipeline, args.n)
+                        results.setdefault((test, s.name, pipeline), []).append(rps)
+                        print(f"  round {rnd + 1} -P {pipeline:<2} {test:<11} {s.name:<5} {rps:>10.0f}/s",
+                              file=sys.stderr, flush=True)
+        print(f"\nredis-benchmark -c 50 -n {args.n} -r 100000, median of {args.rounds} round(s)\n")
+        print(f"{'test':<11} {'-P':>3} {'zan':>10} {'bare':>10} {'redis':>10} {'zan/bare':>9} {'zan/redis':>10}")
+        for pipeline in (1, 16):
+            for test in tests:
+                med = {name: statistics.median(results[(test, name, pipeline)])
+                       for name in ("zan", "bare", "redis") if (test, name, pipeline) in results}
+                bare = med.get("bare")
+                print(f"{test:<11} {pipeline:>3} {med['zan']:>10.0f} "
+                      f"{(f'{bare:.0f}' if bare else '-'):>10} {med['redis']:>10.0f} "
+                      f"{(format(med['zan'] / bare, '.2f') if bare else '-'):>9} "
+                      f"{med['zan'] / med['redis']:>10.2f}")
+        print("\ntargets: GET >= 0.9x bare and SET >= 0.6x bare at -P 1; GET >= 0.6x, SET >= 0.4x at -P 16")
+    finally:
+        for s in servers:
+            s.stop()
+
+    if args.keys:
+        data = os.path.join(tmp, "zan-keys")
+        os.makedirs(data)
+        port = free_port()
+        node = zan_server(data, port, free_port())
+        node.start()
+        try:
+            took = load_keys(port, args.keys)
+            rss = node.rss_mb()
+            node.stop()
+            restart = node.start()
+            out = subprocess.run(["redis-cli", "-p", str(port), "dbsize"], capture_output=True,
+                                 text=True).stdout.strip()
+            print(f"\n{args.keys} keys loaded in {took:.1f}s; RSS {rss:.0f} MB (target < 250); "
+                  f"restart until PING answers {restart:.2f}s (target < 3); DBSIZE after restart {out}")
+        finally:
+            node.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
