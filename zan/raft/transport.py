@@ -270,6 +270,8 @@ class _PeerProtocol(Protocol):
 
 
 class _LinkFactory(Factory):
+    noisy = False
+
     def __init__(self, link: _Link):
         self._link = link
 
@@ -278,6 +280,8 @@ class _LinkFactory(Factory):
 
 
 class _ServerFactory(Factory):
+    noisy = False
+
     def __init__(self, owner: RaftTransport):
         self._owner = owner
 
