@@ -7,18 +7,22 @@ resolver is exercised and both groups share each node-to-node link.
 from __future__ import annotations
 
 import random
+import struct
 import time
+
+import msgpack
 
 import pytest
 import pytest_twisted
 from twisted.internet import defer, task
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import capturedLogs
 
 from zan.raft.core import Config
 from zan.raft.driver import RaftDriver
 from zan.raft.storage import MemoryLogStore
-from zan.raft.transport import RaftTransport
-from zan.raft.types import EntryType
+from zan.raft.transport import TRANSPORT_VERSION, RaftTransport
+from zan.raft.types import Entry, EntryType, Message, MessageType
 
 GROUPS = (1, 2)
 NODES = (1, 2, 3)
@@ -160,3 +164,42 @@ async def run(reactor, nodes):
         for n in nodes.values():
             if n.transport is not None:
                 await n.stop_transport()
+
+
+class _SilentPeer(Protocol):
+    """Greets like node 2, then never reads: its socket buffers fill up."""
+
+    def connectionMade(self):
+        body = msgpack.packb({"version": TRANSPORT_VERSION, "cluster_id": "loopback-test",
+                              "node_id": 2})
+        self.transport.write(struct.pack("!I", len(body) + 1) + b"H" + body)
+        self.transport.pauseProducing()
+
+
+@pytest_twisted.ensureDeferred
+async def test_peer_that_stops_reading_fills_a_bounded_buffer():
+    from twisted.internet import reactor
+
+    unreachable = []
+    port = reactor.listenTCP(0, Factory.forProtocol(_SilentPeer), interface="127.0.0.1")
+    t = RaftTransport(reactor, "loopback-test", 1, lambda batch: None,
+                      lambda node, pairs: unreachable.append((node, pairs)),
+                      resolve_node=lambda gid, r: r, max_buffer_bytes=1 << 20)
+    try:
+        t.add_peer(2, "127.0.0.1", port.getHost().port)
+        await wait_for(reactor, lambda: t.peers()[2].connected, what="handshake")
+        payload = b"z" * (256 << 10)
+        sent = 0
+        # Far more than the kernel's socket buffers and our 1 MiB backlog can hold.
+        while not unreachable and sent < 2000:
+            t.send([(7, Message(MessageType.APP, to=2, frm=1, term=1, index=sent,
+                                entries=(Entry(1, sent + 1, data=payload),)))])
+            sent += 1
+            await task.deferLater(reactor, 0, lambda: None)
+        st = t.peers()[2]
+        assert unreachable and unreachable[0][0] == 2
+        assert st.messages_dropped > 0 and st.connected
+        assert 0 < st.backlog_bytes <= 1 << 20
+    finally:
+        await t.stop()
+        await defer.maybeDeferred(port.stopListening)
