@@ -8,7 +8,9 @@ Deferreds fire in.  It follows Redis's connection semantics:
 * malformed input gets its error reply after the replies of the commands before it, then the
   connection is closed; the same happens after a command that set ``close_after_reply`` (QUIT);
 * a client that does not read its replies, or that has too many replies outstanding, is not read
-  from until it catches up (the protocol is a streaming producer of its transport).
+  from until it catches up (the protocol is a streaming producer of its transport);
+* a client that half-closes its socket (``shutdown(SHUT_WR)``) still gets the replies of every
+  command it sent, including those whose Deferreds are pending; then the connection is closed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol as TypingProtocol, runtime_checkable
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -85,7 +87,7 @@ def _format_addr(addr: IAddress | None) -> str:
     return str(addr)
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IHalfCloseableProtocol)
 class RespServerProtocol(Protocol):
     _log = Logger()
 
@@ -105,6 +107,7 @@ class RespServerProtocol(Protocol):
         self._out: list[bytes] = []
         self._processing = False
         self._closing = False  # no more commands are read; close once the queue is written
+        self._eof = False  # the client half-closed: run what is buffered, then close
         self._lost = False
         self._transport_paused = False  # the transport asked us to stop (client not reading)
         self._reading_paused = False
@@ -136,6 +139,18 @@ class RespServerProtocol(Protocol):
                 hook(self.client)
             except Exception:
                 self._log.failure("connection_closed hook failed for client {id}", id=self.client.id)
+
+    def readConnectionLost(self) -> None:
+        """The client shut down its sending side: like Redis, answer every command received
+        (commands held back by back-pressure and replies still waiting included), then close."""
+        if self._lost or self._closing:
+            return
+        self._eof = True
+        if not self._reading_paused:
+            self._process()
+
+    def writeConnectionLost(self) -> None:
+        self.close()
 
     def close(self) -> None:
         """Close now, dropping unsent replies (CLIENT KILL)."""
@@ -180,6 +195,8 @@ class RespServerProtocol(Protocol):
             try:
                 argv = next(parser)
             except StopIteration:
+                if self._eof:
+                    self._closing = True  # a partial command is dropped, as Redis does
                 break
             except ProtocolError as e:
                 self._closing = True
@@ -287,6 +304,8 @@ class RespServerProtocol(Protocol):
         if paused == self._reading_paused or self._lost:
             return
         self._reading_paused = paused
+        if self._eof:
+            return  # the transport reads no more anyway
         if paused:
             self.transport.pauseProducing()
         else:
