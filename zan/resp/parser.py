@@ -22,7 +22,8 @@ holds no line that hiredis could read as a RESP3/status element returning bytes 
 ``\n(``) nor an array header of 10000 or more (hiredis allocates the list when it reads the
 header), and the region is too small to hold an argument or a count beyond the limits.  Under
 those conditions the consumed bytes are exactly the canonical encoding of the commands, so the
-position is known.  Everything else (a command cut by a chunk boundary, inline requests, errors,
+position is known: the whole region when the reader, probed with an empty array, stands at a
+command boundary (then the reader is kept for the next feed), else the measured commands.  Everything else (a command cut by a chunk boundary, inline requests, errors,
 Redis-only leniencies) goes through the exact pure-Python parser below, which keeps the texts.
 
 Commands are parsed lazily, one batch per call when the buffer runs dry, so a caller that stops
@@ -58,6 +59,7 @@ _BATCH = 1024
 # the whole list up front (``*2147483647`` would cost 16 GiB); such regions go to the exact parser.
 _SUSPECT = re.compile(rb"\n(?:[+=(|~%>]|\*[0-9]{5})")
 _BIG_COUNT = re.compile(rb"\*[0-9]{5}")
+_EMPTY_ARRAY = b"*0\r\n"
 
 
 def parse_ll(s: bytes) -> int | None:
@@ -96,6 +98,8 @@ class RequestParser:
         "_error",
         "_fast",
         "_fast_ok",
+        "_fast_cap",
+        "_reader",
     )
 
     def __init__(
@@ -123,6 +127,8 @@ class RequestParser:
         self._error: ProtocolError | None = None
         self._fast = use_hiredis
         self._fast_ok = use_hiredis  # cleared after an anomaly until new data arrives
+        self._fast_cap = min(max_bulk_len, 6 * max_multibulk_len)
+        self._reader: hiredis.Reader | None = None  # empty, at a command boundary
 
     def feed(self, data: bytes) -> None:
         if data:
@@ -137,7 +143,9 @@ class RequestParser:
     def __iter__(self) -> RequestParser:
         return self
 
-    def __next__(self) -> list[bytes]:
+    def pop(self) -> list[bytes] | None:
+        """The next complete command, or None until more data arrives (`next` without the
+        cost of raising StopIteration on the hot path); raises the stream's ProtocolError."""
         ready = self._ready
         if ready:
             return ready.popleft()
@@ -155,7 +163,13 @@ class RequestParser:
                 return ready.popleft()
         if self._error is not None:
             raise self._error
-        raise StopIteration
+        return None
+
+    def __next__(self) -> list[bytes]:
+        argv = self.pop()
+        if argv is None:
+            raise StopIteration
+        return argv
 
     next = __next__
 
@@ -177,13 +191,18 @@ class RequestParser:
         if pos >= end or buf[pos] != _STAR or _BIG_COUNT.match(buf, pos) is not None:
             return
         # A command that fits in this many bytes cannot exceed either limit.
-        cap = min(self._max_bulk, 6 * self._max_mbulk)
+        cap = self._fast_cap
         if end - pos > cap:
             end = pos + cap
         m = _SUSPECT.search(buf, pos, end)
         if m is not None:
             end = m.start()
-        reader = hiredis.Reader()
+        # A reader is reused only when it was left empty at a command boundary.
+        reader = self._reader
+        if reader is None:
+            reader = hiredis.Reader()
+        else:
+            self._reader = None
         reader.feed(buf, pos, end - pos)
         batch = []
         gets = reader.gets
@@ -200,14 +219,31 @@ class RequestParser:
         except hiredis.ProtocolError:
             clean = False
         if batch:
-            flat = list(chain.from_iterable(batch))
             try:
-                size = len(b"".join(flat))
+                b"".join(chain.from_iterable(batch))
             except TypeError:  # a non-bulk element: let the exact parser report it
                 self._fast_ok = False
                 return
-            size += 5 * len(flat) + len("".join(map(str, map(len, flat))))
-            size += 3 * len(batch) + len("".join(map(str, map(len, batch))))
+            size = 0
+            if clean and not reader.has_data():
+                # Every byte fed was read: either the region ends exactly after the last
+                # command, or hiredis holds the first elements of an unfinished one.  An
+                # empty array tells them apart: only at a command boundary is it a reply
+                # of its own.
+                reader.feed(_EMPTY_ARRAY)
+                try:
+                    if gets() == []:
+                        size = end - pos
+                        self._reader = reader
+                except hiredis.ProtocolError:
+                    pass
+            if not size:
+                # The commands are canonical (hiredis, like Redis, rejects leading zeros
+                # and signs in lengths), so their size follows from their arguments.
+                flat = list(chain.from_iterable(batch))
+                size = len(b"".join(flat))
+                size += 5 * len(flat) + len("".join(map(str, map(len, flat))))
+                size += 3 * len(batch) + len("".join(map(str, map(len, batch))))
             self._ready.extend(batch)
             pos += size
             if pos >= len(buf):

@@ -186,6 +186,7 @@ class RespServerProtocol(Protocol):
         queue = self._queue
         out = self._out
         dispatch = self._dispatcher.dispatch
+        pop = parser.pop
         max_pending = self.factory.max_pending
         while not self._closing:
             if self._transport_paused or len(queue) >= max_pending:
@@ -193,15 +194,15 @@ class RespServerProtocol(Protocol):
                 return
             parser.authenticated = client.authenticated
             try:
-                argv = next(parser)
-            except StopIteration:
-                if self._eof:
-                    self._closing = True  # a partial command is dropped, as Redis does
-                break
+                argv = pop()
             except ProtocolError as e:
                 self._closing = True
                 self._append(encode_error(e))
                 return
+            if argv is None:
+                if self._eof:
+                    self._closing = True  # a partial command is dropped, as Redis does
+                break
             try:
                 result = dispatch(client, argv)
             except ZanError as e:
