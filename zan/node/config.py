@@ -15,7 +15,7 @@ from typing import Any
 
 from zan.errors import ConfigError
 
-__all__ = ["NamespaceConfig", "NodeConfig", "load_config", "build_config", "parse_host_port", "NAME_RE"]
+__all__ = ["ClusterNode", "NamespaceConfig", "NodeConfig", "load_config", "build_config", "parse_host_port", "NAME_RE"]
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9_]{1,255}$")
 
@@ -50,6 +50,19 @@ class NamespaceConfig:
         if self.expiration_policy not in _POLICIES:
             raise ConfigError(f"{where}.expiration_policy: must be one of {', '.join(_POLICIES)}, "
                               f"got {self.expiration_policy!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterNode:
+    """A member of a static cluster and where to reach it."""
+
+    node_id: int
+    raft_addr: str            # host:port of its Raft transport
+    redis_addr: str           # host:port of its RESP listener (forwarding)
+    http_addr: str            # host:port of its HTTP API (snapshots, admin)
+
+    def address(self, which: str) -> tuple[str, int]:
+        return parse_host_port(f"cluster_nodes[{self.node_id}].{which}", getattr(self, which))
 
 
 def _default_namespaces() -> tuple[NamespaceConfig, ...]:
@@ -94,8 +107,25 @@ class NodeConfig:
     sweep_interval_ms: int = 1000
     sweep_batch: int = 1024
     expire_grace_ms: int = 0                  # standalone: purge as soon as expired
+    # -- static cluster (Zan): every node of the cluster, with this node's id.  Empty: a
+    # standalone node (one replica per partition, no Raft traffic).
+    node_id: int = 0
+    cluster_nodes: tuple[ClusterNode, ...] = ()
+    read_mode: str = "lease"                  # lease (CheckQuorum-guarded) | read_index
+    allow_forwarding: bool = True             # false: ERR_CLUSTER_CHANGED, as ZanRedisDB
+    stale_read: bool = False                  # serve reads on followers (POST /staleread)
     # -- namespaces (standalone / static mode) --
     namespaces: tuple[NamespaceConfig, ...] = field(default_factory=_default_namespaces)
+
+    @property
+    def replicated(self) -> bool:
+        return bool(self.cluster_nodes)
+
+    def cluster_node(self, node_id: int) -> "ClusterNode | None":
+        for n in self.cluster_nodes:
+            if n.node_id == node_id:
+                return n
+        return None
 
     def namespace(self, name: str) -> NamespaceConfig | None:
         for ns in self.namespaces:
@@ -109,6 +139,7 @@ class NodeConfig:
 
 
 _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(NodeConfig)}
+_NODE_FIELDS = {f.name for f in dataclasses.fields(ClusterNode)}
 _NS_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(NamespaceConfig)}
 
 
@@ -143,6 +174,26 @@ def _namespace(i: int, raw: Any) -> NamespaceConfig:
     return ns
 
 
+def _cluster_node(i: int, raw: Any) -> ClusterNode:
+    where = f"cluster_nodes[{i}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected an object")
+    for key in raw:
+        if key not in _NODE_FIELDS:
+            raise ConfigError(f"{where}.{key}: unknown cluster node key")
+    for key in _NODE_FIELDS:
+        if key not in raw:
+            raise ConfigError(f"{where}.{key}: missing")
+    node = ClusterNode(node_id=_coerce(f"{where}.node_id", raw["node_id"], "int"),
+                       **{k: _coerce(f"{where}.{k}", raw[k], "str")
+                          for k in ("raft_addr", "redis_addr", "http_addr")})
+    if node.node_id < 1:
+        raise ConfigError(f"{where}.node_id: must be positive")
+    for which in ("raft_addr", "redis_addr", "http_addr"):
+        parse_host_port(f"{where}.{which}", getattr(node, which))
+    return node
+
+
 def build_config(server_conf: dict, overrides: dict | None = None) -> NodeConfig:
     values: dict[str, Any] = {}
     merged = dict(server_conf)
@@ -154,6 +205,10 @@ def build_config(server_conf: dict, overrides: dict | None = None) -> NodeConfig
             if not isinstance(value, list):
                 raise ConfigError("namespaces: expected a list")
             values[key] = tuple(_namespace(i, ns) for i, ns in enumerate(value))
+        elif key == "cluster_nodes":
+            if not isinstance(value, list):
+                raise ConfigError("cluster_nodes: expected a list")
+            values[key] = tuple(_cluster_node(i, n) for i, n in enumerate(value))
         else:
             values[key] = _coerce(key, value, _FIELD_TYPES[key])
     config = NodeConfig(**values)
@@ -177,6 +232,20 @@ def _validate(c: NodeConfig) -> None:
     names = [ns.name for ns in c.namespaces]
     if len(set(names)) != len(names):
         raise ConfigError("namespaces: a namespace name appears twice")
+    if c.read_mode not in ("lease", "read_index"):
+        raise ConfigError(f"read_mode: must be lease or read_index, got {c.read_mode!r}")
+    if c.cluster_nodes:
+        ids = [n.node_id for n in c.cluster_nodes]
+        if len(set(ids)) != len(ids):
+            raise ConfigError("cluster_nodes: a node_id appears twice")
+        if c.node_id not in ids:
+            raise ConfigError(f"node_id: {c.node_id} is not one of cluster_nodes")
+        for ns in c.namespaces:
+            if ns.replicator > len(ids):
+                raise ConfigError(f"namespaces.{ns.name}.replicator: {ns.replicator} replicas "
+                                  f"need as many cluster_nodes, there are {len(ids)}")
+    elif c.node_id:
+        raise ConfigError("node_id: set without cluster_nodes")
     if c.default_namespace and c.standalone and c.default_namespace not in names:
         raise ConfigError(f"default_namespace: {c.default_namespace!r} is not a configured namespace")
 

@@ -18,9 +18,9 @@ from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-import zan.commands.registry  # noqa: F401  (fills the command table)
+from zan.commands.registry import REGISTRY
 from zan.commands.table import NO_AUTH, Route, check_arity, lookup_command
-from zan.errors import PartitionNotFound, RespError, ZanError, wrong_arity
+from zan.errors import NotLeader, PartitionNotFound, RespError, ZanError, wrong_arity
 from zan.node.namespaces import KeyRouter
 from zan.store.statemachine import encode_command_entry
 
@@ -56,6 +56,11 @@ class _Sequencer:
 
 CROSSSLOT = "CROSSSLOT Keys in request don't hash to the same slot"
 
+# A forwarded command may be forwarded on once more: a node that hosts no replica of a
+# partition sends it to one that does, which sends it to the leader if it is not.
+_MAX_HOPS = 2
+_FORWARDED = (b"ZANFWD", b"zanfwd")
+
 
 class NodeDispatcher:
     _log = Logger()
@@ -71,6 +76,9 @@ class NodeDispatcher:
         self.commands_processed = 0
         # Commands the node runs itself rather than by route (the scans): name -> f(spec, argv).
         self.special: dict[str, Callable[[Any, list[bytes]], Any]] = {}
+        # Replicated nodes: f(partition, spec_name, args, hops) -> Deferred running a
+        # partition-level command on the node that leads `partition` (None: refuse).
+        self.forwarder: Callable[..., Deferred] | None = None
 
     def now_ms(self) -> int:
         return int(self._reactor.seconds() * 1000)
@@ -79,6 +87,8 @@ class NodeDispatcher:
 
     def dispatch(self, client, argv: list[bytes]):
         self.commands_processed += 1
+        if argv[0] in _FORWARDED:
+            return self._forwarded(client, argv)
         spec = lookup_command(argv)
         check_arity(spec, len(argv))
         if self.requirepass and not client.authenticated and NO_AUTH not in spec.flags:
@@ -147,11 +157,44 @@ class NodeDispatcher:
         """Run one command (args with primary keys) on one partition."""
         return self._on(partition, spec, args)
 
-    def _on(self, partition: Partition, spec, args: list[bytes]):
+    def _on(self, partition: Partition, spec, args: list[bytes], hops: int = _MAX_HOPS):
         seed = self._rng.getrandbits(63)
-        if spec.is_write:
-            return partition.propose(encode_command_entry(self.now_ms(), seed, spec.name, args))
-        return partition.read(spec.name, args, self.now_ms(), seed)
+        try:
+            if spec.is_write:
+                result = partition.propose(
+                    encode_command_entry(self.now_ms(), seed, spec.name, args))
+            else:
+                result = partition.read(spec.name, args, self.now_ms(), seed)
+        except NotLeader:
+            if self.forwarder is None or hops <= 0:
+                raise
+            return self.forwarder(partition, spec.name, args, hops - 1)
+        if self.forwarder is not None and hops > 0 and isinstance(result, Deferred):
+            # Refused as not leader: a write was not proposed and a read not served here,
+            # so the leader may run it.  Any other failure of a write (leader changed,
+            # timeout) may have taken effect: no retry.
+            def not_leader(failure):
+                failure.trap(NotLeader)
+                return self.forwarder(partition, spec.name, args, hops - 1)
+            result.addErrback(not_leader)
+        return result
+
+    # -- commands forwarded by another node ----------------------------------------------
+
+    def _forwarded(self, client, argv: list[bytes]):
+        """``ZANFWD <hops> <namespace> <pid> <command> <args with primary keys>``: run one
+        partition-level command on exactly that partition, as its leader."""
+        if self.requirepass and not client.authenticated:
+            raise RespError("NOAUTH Authentication required.")
+        if len(argv) < 5:
+            raise wrong_arity("zanfwd")
+        try:
+            hops, pid = int(argv[1]), int(argv[3])
+            spec = REGISTRY[argv[4].decode()]
+        except (ValueError, KeyError, UnicodeDecodeError):
+            raise RespError("ERR invalid forwarded command") from None
+        partition = self._partition(argv[2].decode("utf-8", "replace"), pid)
+        return self._on(partition, spec, list(argv[5:]), hops)
 
     def _key_groups(self, spec, argv):
         """[(position, route, words of that key group)] for the keys of argv."""

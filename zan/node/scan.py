@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 
+from twisted.internet.defer import Deferred
+
 from zan.commands.cursors import INVALID_CURSOR, CursorRegistry
 from zan.commands.util import parse_int
 from zan.errors import SYNTAX, NamespaceNotFound, PartitionNotFound, RespError
@@ -45,7 +47,7 @@ class ScanRunner:
         special["advscan"] = self.advscan
 
     def _ordered_partitions(self):
-        return sorted(self._node.partitions(), key=lambda p: (p.namespace, p.pid))
+        return sorted(self._dispatcher.partitions.partitions(), key=lambda p: (p.namespace, p.pid))
 
     def _full_key(self, partition, pk: bytes) -> bytes:
         if partition.namespace == self._node.config.default_namespace:
@@ -55,6 +57,9 @@ class ScanRunner:
     # -- SCAN cursor [MATCH p] [COUNT n] [TYPE t] ----------------------------------------
 
     def scan(self, spec, argv):
+        return Deferred.fromCoroutine(self._scan(spec, argv))
+
+    async def _scan(self, spec, argv):
         entry = self._cursors.resolve(argv[1], check_context=False)
         if entry.context is None:
             index, token = 0, _PARTITION_START
@@ -68,7 +73,7 @@ class ScanRunner:
         keys: list[bytes] = []
         while index < len(partitions) and len(keys) < count:
             partition = partitions[index]
-            next_token, page = self._dispatcher.run_on(partition, spec, [token, *opts])
+            next_token, page = await _value(self._dispatcher.run_on(partition, spec, [token, *opts]))
             keys.extend(self._full_key(partition, pk) for pk in page)
             if next_token == _END:
                 index, token = index + 1, _PARTITION_START
@@ -81,19 +86,25 @@ class ScanRunner:
     # -- HSCAN / SSCAN / ZSCAN key cursor ... -------------------------------------------
 
     def keyed_scan(self, spec, argv):
+        return Deferred.fromCoroutine(self._keyed_scan(spec, argv))
+
+    async def _keyed_scan(self, spec, argv):
         route = self._dispatcher.router.route(argv[1])
         context = (spec.name, route.namespace, route.pk)
         entry = self._cursors.resolve(argv[2], context)
-        partition = self._node.partition(route.namespace, route.partition)
+        partition = self._dispatcher.partitions.partition(route.namespace, route.partition)
         if partition is None:
             raise PartitionNotFound()
-        next_token, items = self._dispatcher.run_on(
-            partition, spec, [route.pk, entry.token, *argv[3:]])
+        next_token, items = await _value(self._dispatcher.run_on(
+            partition, spec, [route.pk, entry.token, *argv[3:]]))
         return [self._cursors.issue(next_token, context), items]
 
     # -- ADVSCAN ns:table:<cursor> TYPE [MATCH p] [COUNT n] (ZanRedisDB) ------------------
 
     def advscan(self, spec, argv):
+        return Deferred.fromCoroutine(self._advscan(spec, argv))
+
+    async def _advscan(self, spec, argv):
         """The cursor is ZanRedisDB's: base64 of ``<pid>:<base64 part cursor>;`` for every
         partition still in progress; empty to start, and empty again when all are done."""
         prefix, sep, rest = argv[1].partition(b":")
@@ -114,11 +125,11 @@ class ScanRunner:
         keys: list[bytes] = []
         remaining: dict[int, bytes] = {}
         for pid, part_cursor in states.items():
-            partition = self._node.partition(namespace, pid)
+            partition = self._dispatcher.partitions.partition(namespace, pid)
             if partition is None:
                 raise PartitionNotFound()
-            next_cursor, page = self._dispatcher.run_on(
-                partition, spec, [table + b":" + part_cursor, argv[2], *opts])
+            next_cursor, page = await _value(self._dispatcher.run_on(
+                partition, spec, [table + b":" + part_cursor, argv[2], *opts]))
             keys.extend(page)
             if next_cursor:
                 remaining[pid] = next_cursor
@@ -147,6 +158,15 @@ class ScanRunner:
             return b""
         text = b"".join(b"%d:%s;" % (pid, base64.b64encode(c)) for pid, c in sorted(states.items()))
         return base64.b64encode(text)
+
+
+async def _value(result):
+    """A partition's reply, whether it came at once or (replicated, forwarded) later."""
+    if isinstance(result, Deferred):
+        result = await result
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 def _with_count(opts: list[bytes], count: int) -> list[bytes]:

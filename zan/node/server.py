@@ -137,7 +137,7 @@ class ServerContext:
             "persistence": [("loading", 0), ("aof_enabled", 0), ("rdb_changes_since_last_save", 0)],
             "stats": [("total_connections_received", self.connections_received),
                       ("total_commands_processed", node.dispatcher.commands_processed),
-                      ("log_syncs", node.committer.syncs)],
+                      ("log_syncs", node.log_syncs())],
             "replication": [("role", "master"), ("connected_slaves", 0)],
             "cpu": [("used_cpu_sys", f"{resource.getrusage(resource.RUSAGE_SELF).ru_stime:.6f}"),
                     ("used_cpu_user", f"{resource.getrusage(resource.RUSAGE_SELF).ru_utime:.6f}")],

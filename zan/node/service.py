@@ -64,10 +64,11 @@ class NodeService(service.MultiService):
         self.started_at = reactor.seconds()
         # Settings CONFIG SET may change at run time.
         self.settings = {"requirepass": config.requirepass, "maxclients": config.max_clients,
-                         "timeout": config.idle_timeout_s}
-        self._partitions: dict[tuple[str, int], LocalPartition] = {}
+                         "timeout": config.idle_timeout_s, "stale_read": config.stale_read}
+        self._partitions: dict = {}
         self.log_store = None
-        self.committer = None
+        self.committer = None      # standalone: the group commit of local partitions
+        self.cluster = None        # static cluster: Raft groups, transport, forwarding
         self.server_context = ServerContext(self)
         self.router = KeyRouter({ns.name: ns for ns in config.namespaces},
                                 config.default_namespace)
@@ -112,6 +113,9 @@ class NodeService(service.MultiService):
         config = self.config
         os.makedirs(config.data_dir, exist_ok=True)
         self.log_store = WalLogStore(os.path.join(config.data_dir, "raft-wal"))
+        if config.replicated:
+            self._open_cluster()
+            return
         self.committer = GroupCommitter(self.reactor, self.log_store)
         for ns in config.namespaces:
             options = KeyspaceOptions(expiration_policy=ns.expiration_policy)
@@ -126,19 +130,49 @@ class NodeService(service.MultiService):
         self._log.info("opened {count} partitions in {dir}", count=len(self._partitions),
                        dir=os.path.abspath(config.data_dir))
 
+    def _open_cluster(self) -> None:
+        from zan.node.cluster import StaticCluster
+        config = self.config
+        self.cluster = StaticCluster(self, config, self.reactor, self.log_store, group_id_of)
+        self._partitions = self.cluster.open_partitions()
+        self.dispatcher.partitions = self.cluster
+        if config.allow_forwarding:
+            self.dispatcher.forwarder = self.cluster.forward
+        host, port = config.cluster_node(config.node_id).address("raft_addr")
+        listener = StreamServerEndpointService(
+            TCP4ServerEndpoint(self.reactor, port, interface=host),
+            self.cluster.transport.server_factory)
+        listener._raiseSynchronously = True
+        listener.setName("raft")
+        listener.setServiceParent(self)
+        self._log.info("node {node} of cluster {cluster}: {count} replicas in {dir}",
+                       node=config.node_id, cluster=config.cluster_id,
+                       count=len(self._partitions), dir=os.path.abspath(config.data_dir))
+
+    def log_syncs(self) -> int:
+        if self.committer is not None:
+            return self.committer.syncs
+        return self.cluster.driver.sync_count if self.cluster is not None else 0
+
     def stopService(self):
         d = super().stopService()
+
+        def stop_cluster(result):
+            if self.cluster is not None:
+                return self.cluster.stop().addBoth(lambda _: result)
+            return result
 
         def close(result):
             self.close_storage()
             return result
-        return d.addBoth(close)
+        return d.addBoth(stop_cluster).addBoth(close)
 
     def close_storage(self) -> None:
         if self.log_store is None:
             return
-        self.committer.flush()
-        self.committer.cancel()
+        if self.committer is not None:
+            self.committer.flush()
+            self.committer.cancel()
         for partition in self._partitions.values():
             partition.stop()
             partition.state_machine.engine.close()

@@ -1,0 +1,279 @@
+"""The replicated side of a data node in a static cluster: Raft driver, peer transport,
+one `RaftPartition` per local replica, snapshot transfer and leader forwarding.
+
+Placement is fixed by configuration: replica ids are node ids, and partition `pid` of a
+namespace with `replicator` r lives on the r nodes that follow position `pid` in the
+sorted node list (its first node is the preferred leader).
+"""
+
+from __future__ import annotations
+
+import os
+
+import treq
+from twisted.internet.defer import Deferred, fail
+from twisted.logger import Logger
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from zan.errors import NotLeader, NoLeader, PartitionNotFound, StorageError
+from zan.node.config import NamespaceConfig, NodeConfig
+from zan.node.replica import RaftPartition, recover_snapshot_swap, SNAPSHOT_SUFFIX, COMPLETE_MARKER
+from zan.node.snapshot import SnapshotReceiver
+from zan.raft.core import Config as RaftConfig, ReadOnlyOption
+from zan.raft.driver import RaftDriver
+from zan.raft.transport import RaftTransport
+from zan.raft.types import MessageType
+from zan.resp.client import RespClientPool
+from zan.store.engine import LevelDBEngine
+from zan.store.keyspace import KeyspaceOptions
+from zan.store.statemachine import PartitionStateMachine
+
+__all__ = ["StaticCluster", "replicas_of"]
+
+# A follower that asked for a snapshot and never finished fetching it must not leave the
+# leader waiting forever: after this long the leader reports the snapshot as failed.
+SNAPSHOT_REPORT_TIMEOUT = 120.0
+
+
+def replicas_of(config: NodeConfig, ns: NamespaceConfig, pid: int) -> list[int]:
+    ids = sorted(n.node_id for n in config.cluster_nodes)
+    return [ids[(pid + i) % len(ids)] for i in range(ns.replicator)]
+
+
+class StaticCluster:
+    _log = Logger()
+
+    def __init__(self, node, config: NodeConfig, reactor, log_store, group_id_of):
+        self.node = node
+        self.config = config
+        self.reactor = reactor
+        self.log_store = log_store
+        self._group_id_of = group_id_of
+        self.transport = RaftTransport(
+            reactor, config.cluster_id, config.node_id, self._on_messages,
+            self._on_unreachable, resolve_node=lambda gid, replica: replica,
+            on_snapshot_failed=lambda gid, replica: self.driver.report_snapshot(gid, replica, False))
+        self.driver = RaftDriver(reactor, log_store, self._send, tick_ms=config.tick_ms,
+                                 proposal_timeout=config.proposal_timeout_ms / 1000.0,
+                                 rand=node.rng)
+        self.by_group: dict[int, RaftPartition] = {}
+        self._preferred: list[int] = []
+        self._campaign_call = None
+        self._fetching: set[int] = set()
+        self._snapshot_timers: dict[tuple[int, int], object] = {}
+        self._pools: dict[int, RespClientPool] = {}
+        self._http = treq.client.HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor)))
+        for peer in config.cluster_nodes:
+            if peer.node_id != config.node_id:
+                host, port = peer.address("raft_addr")
+                self.transport.add_peer(peer.node_id, host, port)
+
+    # -- replicas ------------------------------------------------------------------------
+
+    def open_partitions(self) -> dict[tuple[str, int], RaftPartition]:
+        out = {}
+        me = self.config.node_id
+        for ns in self.config.namespaces:
+            options = KeyspaceOptions(expiration_policy=ns.expiration_policy)
+            for pid in range(ns.partition_num):
+                replicas = replicas_of(self.config, ns, pid)
+                if me not in replicas:
+                    continue
+                out[(ns.name, pid)] = self._open_replica(ns, pid, options, replicas)
+                if replicas[0] == me:
+                    self._preferred.append(out[(ns.name, pid)].group_id)
+        self.driver.start()
+        # The preferred leader asks for votes as soon as its peers are likely up, rather
+        # than after a full election timeout; pre-vote keeps this harmless if a leader exists.
+        self._campaign_call = self.reactor.callLater(
+            self.config.tick_ms * 5 / 1000.0, self._campaign_preferred)
+        return out
+
+    def _campaign_preferred(self) -> None:
+        self._campaign_call = None
+        for gid in self._preferred:
+            if gid in self.by_group and not self.driver.leader(gid):
+                self.driver.campaign(gid)
+
+    def _open_replica(self, ns, pid, options, replicas) -> RaftPartition:
+        name = f"{ns.name}-{pid}"
+        path = os.path.join(self.config.data_dir, name)
+        recover_snapshot_swap(path)
+        gid = self._group_id_of(ns.name, pid)
+        log = self.log_store.group(gid)
+        sm = PartitionStateMachine(LevelDBEngine(path), options, name=name)
+        if sm.applied_index < log.snapshot().metadata.index:
+            sm = self._install_received_snapshot(sm, path, options, name, log)
+        partition = RaftPartition(
+            ns.name, pid, gid, self.config.node_id, sm, self.driver, log, reactor=self.reactor,
+            options=options, snap_count=ns.snap_count, snap_catchup=ns.snap_catchup,
+            stale_reads=lambda: self.node.settings["stale_read"])
+        raft_config = RaftConfig(
+            id=self.config.node_id, election_tick=self.config.election_tick, heartbeat_tick=1,
+            check_quorum=True, pre_vote=True, applied=sm.applied_index,
+            read_only_option=(ReadOnlyOption.LEASE_BASED if self.config.read_mode == "lease"
+                              else ReadOnlyOption.SAFE))
+        self.driver.add_group(gid, raft_config, partition.apply, peers=replicas,
+                              restore_callback=partition.restore)
+        self.by_group[gid] = partition
+        return partition
+
+    def _install_received_snapshot(self, sm, path, options, name, log):
+        """A crash between persisting a snapshot in the log and swapping the database in:
+        the received database is complete next to ours; finish the swap now."""
+        incoming = path + SNAPSHOT_SUFFIX
+        if not os.path.exists(os.path.join(incoming, COMPLETE_MARKER)):
+            raise StorageError(f"{name}: the log starts after index "
+                               f"{log.snapshot().metadata.index} but the database holds only "
+                               f"{sm.applied_index} and no received snapshot is on disk")
+        sm.engine.close()
+        os.rename(path, path + ".old")
+        os.rename(incoming, path)
+        os.remove(os.path.join(path, COMPLETE_MARKER))
+        recover_snapshot_swap(path)
+        return PartitionStateMachine(LevelDBEngine(path), options, name=name)
+
+    def stop(self) -> Deferred:
+        if self._campaign_call is not None and self._campaign_call.active():
+            self._campaign_call.cancel()
+        self.driver.stop()
+        for p in self.by_group.values():
+            p.stop()
+        for pool in self._pools.values():
+            pool.close()
+        for t in self._snapshot_timers.values():
+            if t.active():
+                t.cancel()
+        return self.transport.stop()
+
+    # -- messages ------------------------------------------------------------------------
+
+    def _send(self, batch) -> None:
+        for gid, m in batch:
+            if m.type == MessageType.SNAP:
+                self._watch_snapshot(gid, m.to)
+        self.transport.send(batch)
+
+    def _on_unreachable(self, node_id, pairs) -> None:
+        for gid, replica in pairs:
+            self.driver.report_unreachable(gid, replica)
+
+    def _on_messages(self, batch) -> None:
+        step = self.driver.step
+        for gid, m in batch:
+            if gid in self._fetching:
+                # Receiving a snapshot: appends cannot apply yet, and the leader will
+                # send them again once we answer.  Heartbeats keep us a follower.
+                if m.type in (MessageType.APP, MessageType.SNAP):
+                    continue
+            elif m.type == MessageType.SNAP:
+                self._fetch_snapshot(gid, m)
+                continue
+            if gid in self.by_group:
+                step(gid, m)
+
+    # -- snapshots -----------------------------------------------------------------------
+
+    def _watch_snapshot(self, gid: int, replica: int) -> None:
+        key = (gid, replica)
+        old = self._snapshot_timers.pop(key, None)
+        if old is not None and old.active():
+            old.cancel()
+        self._snapshot_timers[key] = self.reactor.callLater(
+            SNAPSHOT_REPORT_TIMEOUT, self.driver.report_snapshot, gid, replica, False)
+
+    def snapshot_served(self, gid: int, replica: int, ok: bool) -> None:
+        """The HTTP snapshot stream to `replica` ended (see the node's HTTP API)."""
+        timer = self._snapshot_timers.pop((gid, replica), None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        self.driver.report_snapshot(gid, replica, ok)
+
+    def _fetch_snapshot(self, gid: int, message) -> None:
+        partition = self.by_group.get(gid)
+        leader = self.config.cluster_node(message.frm)
+        if partition is None or leader is None:
+            return
+        self._fetching.add(gid)
+        host, port = leader.address("http_addr")
+        url = (f"http://{host}:{port}/cluster/snapshot/{partition.name}"
+               f"?replica={self.config.node_id}").encode()
+        receiver = SnapshotReceiver(partition.state_machine.engine.path)
+        self._log.info("{partition}: fetching snapshot {index} from node {leader}",
+                       partition=partition.name, index=message.snapshot.metadata.index,
+                       leader=message.frm)
+
+        def got(response):
+            if response.code != 200:
+                raise StorageError(f"snapshot fetch answered {response.code}")
+            return treq.collect(response, receiver.feed)
+
+        def done(_):
+            receiver.finish()
+            self._fetching.discard(gid)
+            if receiver.applied_index < message.snapshot.metadata.index:
+                raise StorageError("the leader's database is behind its snapshot")
+            self.driver.step(gid, message)
+
+        def failed(failure):
+            self._fetching.discard(gid)
+            receiver.abort()
+            self._log.failure("{partition}: snapshot fetch failed", failure,
+                              partition=partition.name)
+
+        d = self._http.get(url, unbuffered=True)
+        d.addCallback(got).addCallback(done).addErrback(failed)
+
+    # -- forwarding ----------------------------------------------------------------------
+
+    def forward(self, partition, name: str, args: list[bytes], hops: int) -> Deferred:
+        """Run a partition-level command on the node leading `partition`; relay its reply
+        (errors keep the leader's exact text)."""
+        leader = partition.leader
+        if not leader:
+            return fail(NoLeader())
+        if leader == self.config.node_id:
+            return fail(NotLeader())
+        pool = self._pools.get(leader)
+        if pool is None:
+            node = self.config.cluster_node(leader)
+            if node is None:
+                return fail(PartitionNotFound())
+            host, port = node.address("redis_addr")
+            pool = self._pools[leader] = RespClientPool(
+                self.reactor, host, port, size=4, timeout=self.config.proposal_timeout_ms / 1000.0 + 1)
+        return pool.execute(b"ZANFWD", str(hops).encode(), partition.namespace.encode(),
+                            str(partition.pid).encode(), name.encode(), *args)
+
+    # -- the dispatcher's view: every partition of the cluster, local or not ---------------
+
+    def partition(self, namespace: str, pid: int):
+        local = self.node.partition(namespace, pid)
+        if local is not None:
+            return local
+        ns = self.config.namespace(namespace)
+        if ns is None or not 0 <= pid < ns.partition_num:
+            return None
+        return RemotePartition(namespace, pid, replicas_of(self.config, ns, pid)[0])
+
+    def partitions(self) -> list:
+        return [self.partition(ns.name, pid) for ns in self.config.namespaces
+                for pid in range(ns.partition_num)]
+
+
+class RemotePartition:
+    """A partition with no replica on this node: everything goes to a node that has one."""
+
+    def __init__(self, namespace: str, pid: int, preferred: int):
+        self.namespace = namespace
+        self.pid = pid
+        self.name = f"{namespace}-{pid}"
+        self.leader = preferred
+        self.applied_index = 0
+        self.is_leader = False
+
+    def propose(self, data):
+        raise NotLeader(leader_hint=self.leader)
+
+    def read(self, *args):
+        raise NotLeader(leader_hint=self.leader)

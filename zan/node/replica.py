@@ -1,0 +1,183 @@
+"""A partition replica that is one member of a Raft group.
+
+Writes are proposed to the group and answered with the applied result.  Reads are
+linearizable: they wait for a read point from Raft (a CheckQuorum-guarded lease, or a
+ReadIndex heartbeat round) and for the replica to have applied up to it.  The reads of
+one reactor turn share one read point: every one of them arrived before it was asked
+for, so any write acknowledged before any of them is covered.
+
+A replica that does not lead its group refuses with `NotLeader` (carrying the leader's
+replica id); the dispatcher forwards the command to the leader's node.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any, Sequence
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from zan.errors import NoLeader, NotLeader, Stopping
+from zan.raft.codec import decode_conf_change
+from zan.raft.types import ConfChangeType, Entry, EntryType, Snapshot
+from zan.store.engine import LevelDBEngine
+from zan.store.statemachine import PartitionStateMachine
+
+__all__ = ["RaftPartition", "SNAPSHOT_SUFFIX", "recover_snapshot_swap"]
+
+SNAPSHOT_SUFFIX = ".snapshot"     # a fully received snapshot database, not yet swapped in
+COMPLETE_MARKER = "SNAPSHOT_COMPLETE"
+_OLD_SUFFIX = ".old"
+
+
+def recover_snapshot_swap(path: str) -> None:
+    """Finish or undo a database swap a crash interrupted (see `RaftPartition.restore`)."""
+    old = path + _OLD_SUFFIX
+    if os.path.isdir(old):
+        if os.path.isdir(path):
+            shutil.rmtree(old)
+        else:
+            os.rename(old, path)
+
+
+class RaftPartition:
+    _log = Logger()
+
+    def __init__(self, namespace: str, pid: int, group_id: int, replica_id: int,
+                 state_machine: PartitionStateMachine, driver, group_log, *, reactor,
+                 options, snap_count: int, snap_catchup: int, stale_reads=lambda: False):
+        self.namespace = namespace
+        self.pid = pid
+        self.name = f"{namespace}-{pid}"
+        self.group_id = group_id
+        self.replica_id = replica_id
+        self.state_machine = state_machine
+        self._driver = driver
+        self._group_log = group_log
+        self._reactor = reactor
+        self._options = options
+        self._snap_count = snap_count
+        self._snap_catchup = snap_catchup
+        self._stale_reads = stale_reads
+        self._read_batch: list[tuple[str, list[bytes], int, int, Deferred]] = []
+        self._read_call = None
+        self.stopped = False
+        self.members: dict[int, bytes] = {}      # replica id -> context of its ADD
+
+    # -- the Partition interface of the dispatcher ---------------------------------------
+
+    @property
+    def applied_index(self) -> int:
+        return self.state_machine.applied_index
+
+    @property
+    def is_leader(self) -> bool:
+        return self._driver.is_leader(self.group_id)
+
+    @property
+    def leader(self) -> int:
+        return self._driver.leader(self.group_id)
+
+    def propose(self, data: bytes) -> Deferred:
+        if self.stopped:
+            raise Stopping()
+        return self._driver.propose(self.group_id, data)
+
+    def read(self, name: str, args: list[bytes], now_ms: int, seed: int = 0) -> Any:
+        if self.stopped:
+            raise Stopping()
+        if self._stale_reads():
+            return self.state_machine.read(name, args, now_ms, seed)
+        if not self.is_leader:
+            lead = self.leader
+            if not lead:
+                raise NoLeader()
+            raise NotLeader(leader_hint=lead)
+        d = Deferred()
+        self._read_batch.append((name, args, now_ms, seed, d))
+        if self._read_call is None:
+            self._read_call = self._reactor.callLater(0, self._request_read_point)
+        return d
+
+    def stale_read(self, name: str, args: list[bytes], now_ms: int, seed: int = 0) -> Any:
+        return self.state_machine.read(name, args, now_ms, seed)
+
+    def _request_read_point(self) -> None:
+        self._read_call = None
+        batch, self._read_batch = self._read_batch, []
+        if not batch:
+            return
+
+        def serve(_):
+            read = self.state_machine.read
+            for name, args, now_ms, seed, d in batch:
+                try:
+                    result = read(name, args, now_ms, seed)
+                except Exception as e:  # a RespError: the reply of that command
+                    d.errback(e)
+                else:
+                    d.callback(result)
+
+        def refuse(failure):
+            for *_, d in batch:
+                d.errback(failure)
+
+        self._driver.read_index(self.group_id).addCallbacks(serve, refuse)
+
+    # -- Raft callbacks ----------------------------------------------------------------
+
+    def apply(self, entries: Sequence[Entry]) -> list:
+        results = []
+        apply = self.state_machine.apply
+        for e in entries:
+            if e.type == EntryType.CONF_CHANGE:
+                cc = decode_conf_change(e.data)
+                if cc.type == ConfChangeType.REMOVE_NODE:
+                    self.members.pop(cc.node_id, None)
+                else:
+                    self.members[cc.node_id] = cc.context
+                apply(e.index, b"")        # advances the applied index, nothing else
+                results.append(None)
+            else:
+                results.append(apply(e.index, e.data))
+        self._maybe_compact()
+        return results
+
+    def _maybe_compact(self) -> None:
+        applied = self.state_machine.applied_index
+        if applied - self._group_log.snapshot().metadata.index < self._snap_count:
+            return
+        # The log may only forget entries the database holds on disk.
+        self.state_machine.engine.sync()
+        self._driver.compact(self.group_id, applied, b"", keep=self._snap_catchup)
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Swap in the database received for `snapshot` (already complete on disk, next to
+        ours, before Raft was given the snapshot message)."""
+        engine = self.state_machine.engine
+        path = engine.path
+        incoming = path + SNAPSHOT_SUFFIX
+        if not os.path.exists(os.path.join(incoming, COMPLETE_MARKER)):
+            raise RuntimeError(f"{self.name}: snapshot {snapshot.metadata.index} has no "
+                               "received database")
+        engine.close()
+        os.rename(path, path + _OLD_SUFFIX)
+        os.rename(incoming, path)
+        shutil.rmtree(path + _OLD_SUFFIX)
+        os.remove(os.path.join(path, COMPLETE_MARKER))
+        self.state_machine = PartitionStateMachine(LevelDBEngine(path), self._options,
+                                                   name=self.name)
+        self._log.info("{partition}: installed snapshot {index}, database at {applied}",
+                       partition=self.name, index=snapshot.metadata.index,
+                       applied=self.state_machine.applied_index)
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self._read_call is not None and self._read_call.active():
+            self._read_call.cancel()
+        self._read_call = None
+        batch, self._read_batch = self._read_batch, []
+        for *_, d in batch:
+            d.errback(Stopping())
