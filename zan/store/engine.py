@@ -71,12 +71,17 @@ class LevelDBEngine:
 
     def write(self, changes: Mapping[bytes, bytes | None], *, sync: bool = False) -> None:
         """Apply puts (bytes) and deletes (None) atomically in one WriteBatch."""
-        with self._db.write_batch(sync=sync) as batch:
-            for key, value in changes.items():
-                if value is None:
-                    batch.delete(key)
-                else:
-                    batch.put(key, value)
+        # Not the batch's context manager: it costs a fifth of a small write, and on an
+        # exception it would write the half-built batch.
+        batch = self._db.write_batch(sync=sync)
+        put = batch.put
+        delete = batch.delete
+        for key, value in changes.items():
+            if value is None:
+                delete(key)
+            else:
+                put(key, value)
+        batch.write()
 
     def sync(self) -> None:
         """Force LevelDB's own log to disk (a synced empty-ish write does exactly that)."""

@@ -9,6 +9,7 @@ database and its applied index can never disagree.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import msgpack
@@ -29,16 +30,22 @@ ENTRY_COMMAND = 0
 ENTRY_NOOP = 1
 
 
+# One Packer for the process: `msgpack.packb` builds a new one per call, and each new Packer
+# allocates (and the next frees) a buffer big enough to be mmapped, several times the cost of
+# packing a small command.  The reactor thread is the only caller.
+_pack = msgpack.Packer(use_bin_type=True).pack
+_unpackb = partial(msgpack.unpackb, raw=False, use_list=True)
+
+
 def encode_command_entry(now_ms: int, seed: int, name: str, args: list[bytes]) -> bytes:
-    return msgpack.packb((_ENTRY_FORMAT, ENTRY_COMMAND, now_ms, seed, name, args),
-                         use_bin_type=True)
+    return _pack((_ENTRY_FORMAT, ENTRY_COMMAND, now_ms, seed, name, args))
 
 
 def decode_entry(data: bytes) -> tuple:
     """(kind, *fields) of an entry; an empty entry (Raft's no-op) is ENTRY_NOOP."""
     if not data:
         return (ENTRY_NOOP,)
-    fields = msgpack.unpackb(data, raw=False, use_list=True)
+    fields = _unpackb(data)
     if fields[0] != _ENTRY_FORMAT:
         raise ZanError(f"unknown entry format {fields[0]!r}")
     return tuple(fields[1:])
