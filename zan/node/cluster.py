@@ -43,16 +43,24 @@ def replicas_of(config: NodeConfig, ns: NamespaceConfig, pid: int) -> list[int]:
 class StaticCluster:
     _log = Logger()
 
-    def __init__(self, node, config: NodeConfig, reactor, log_store, group_id_of):
+    def __init__(self, node, config: NodeConfig, reactor, log_store, group_id_of, *,
+                 transport_factory=None, snapshot_source=None, forward_to=None):
+        """The three seams to the other nodes default to the network: the Raft transport,
+        where snapshots are fetched from (``snapshot_source(leader_node_id, partition,
+        receiver) -> Deferred`` feeding a `SnapshotReceiver`) and how a command reaches
+        another node (``forward_to(node_id, argv) -> Deferred``).  In-process tests pass
+        in-memory ones."""
         self.node = node
         self.config = config
         self.reactor = reactor
         self.log_store = log_store
         self._group_id_of = group_id_of
-        self.transport = RaftTransport(
-            reactor, config.cluster_id, config.node_id, self._on_messages,
-            self._on_unreachable, resolve_node=lambda gid, replica: replica,
-            on_snapshot_failed=lambda gid, replica: self.driver.report_snapshot(gid, replica, False))
+        make_transport = transport_factory or self._tcp_transport
+        self.transport = make_transport(
+            self._on_messages, self._on_unreachable,
+            lambda gid, replica: self.driver.report_snapshot(gid, replica, False))
+        self._snapshot_source = snapshot_source or self._http_snapshot
+        self._forward_to = forward_to or self._resp_forward
         self.driver = RaftDriver(reactor, log_store, self._send, tick_ms=config.tick_ms,
                                  proposal_timeout=config.proposal_timeout_ms / 1000.0,
                                  rand=node.rng)
@@ -62,11 +70,17 @@ class StaticCluster:
         self._fetching: set[int] = set()
         self._snapshot_timers: dict[tuple[int, int], object] = {}
         self._pools: dict[int, RespClientPool] = {}
-        self._http = treq.client.HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor)))
+        self._http = None
         for peer in config.cluster_nodes:
             if peer.node_id != config.node_id:
                 host, port = peer.address("raft_addr")
                 self.transport.add_peer(peer.node_id, host, port)
+
+    def _tcp_transport(self, on_messages, on_unreachable, on_snapshot_failed):
+        return RaftTransport(
+            self.reactor, self.config.cluster_id, self.config.node_id, on_messages,
+            on_unreachable, resolve_node=lambda gid, replica: replica,
+            on_snapshot_failed=on_snapshot_failed)
 
     # -- replicas ------------------------------------------------------------------------
 
@@ -191,22 +205,13 @@ class StaticCluster:
 
     def _fetch_snapshot(self, gid: int, message) -> None:
         partition = self.by_group.get(gid)
-        leader = self.config.cluster_node(message.frm)
-        if partition is None or leader is None:
+        if partition is None or self.config.cluster_node(message.frm) is None:
             return
         self._fetching.add(gid)
-        host, port = leader.address("http_addr")
-        url = (f"http://{host}:{port}/cluster/snapshot/{partition.name}"
-               f"?replica={self.config.node_id}").encode()
         receiver = SnapshotReceiver(partition.state_machine.engine.path)
         self._log.info("{partition}: fetching snapshot {index} from node {leader}",
                        partition=partition.name, index=message.snapshot.metadata.index,
                        leader=message.frm)
-
-        def got(response):
-            if response.code != 200:
-                raise StorageError(f"snapshot fetch answered {response.code}")
-            return treq.collect(response, receiver.feed)
 
         def done(_):
             receiver.finish()
@@ -221,8 +226,22 @@ class StaticCluster:
             self._log.failure("{partition}: snapshot fetch failed", failure,
                               partition=partition.name)
 
-        d = self._http.get(url, unbuffered=True)
-        d.addCallback(got).addCallback(done).addErrback(failed)
+        d = self._snapshot_source(message.frm, partition, receiver)
+        d.addCallback(done).addErrback(failed)
+
+    def _http_snapshot(self, leader: int, partition, receiver) -> Deferred:
+        if self._http is None:
+            self._http = treq.client.HTTPClient(
+                Agent(self.reactor, pool=HTTPConnectionPool(self.reactor)))
+        host, port = self.config.cluster_node(leader).address("http_addr")
+        url = (f"http://{host}:{port}/cluster/snapshot/{partition.name}"
+               f"?replica={self.config.node_id}").encode()
+
+        def got(response):
+            if response.code != 200:
+                raise StorageError(f"snapshot fetch answered {response.code}")
+            return treq.collect(response, receiver.feed)
+        return self._http.get(url, unbuffered=True).addCallback(got)
 
     # -- forwarding ----------------------------------------------------------------------
 
@@ -232,18 +251,20 @@ class StaticCluster:
         leader = partition.leader
         if not leader:
             return fail(NoLeader())
-        if leader == self.config.node_id:
+        if leader == self.config.node_id or self.config.cluster_node(leader) is None:
             return fail(NotLeader())
-        pool = self._pools.get(leader)
+        return self._forward_to(leader, [b"ZANFWD", str(hops).encode(),
+                                         partition.namespace.encode(),
+                                         str(partition.pid).encode(), name.encode(), *args])
+
+    def _resp_forward(self, node_id: int, argv: list[bytes]) -> Deferred:
+        pool = self._pools.get(node_id)
         if pool is None:
-            node = self.config.cluster_node(leader)
-            if node is None:
-                return fail(PartitionNotFound())
-            host, port = node.address("redis_addr")
-            pool = self._pools[leader] = RespClientPool(
-                self.reactor, host, port, size=4, timeout=self.config.proposal_timeout_ms / 1000.0 + 1)
-        return pool.execute(b"ZANFWD", str(hops).encode(), partition.namespace.encode(),
-                            str(partition.pid).encode(), name.encode(), *args)
+            host, port = self.config.cluster_node(node_id).address("redis_addr")
+            pool = self._pools[node_id] = RespClientPool(
+                self.reactor, host, port, size=4,
+                timeout=self.config.proposal_timeout_ms / 1000.0 + 1)
+        return pool.execute(*argv)
 
     # -- the dispatcher's view: every partition of the cluster, local or not ---------------
 
