@@ -63,6 +63,7 @@ class RaftPartition:
         self._stale_reads = stale_reads
         self._read_batch: list[tuple[str, list[bytes], int, int, Deferred]] = []
         self._read_call = None
+        self._compact_call = None
         self.stopped = False
         self.members: dict[int, bytes] = {}      # replica id -> context of its ADD
 
@@ -146,12 +147,22 @@ class RaftPartition:
         return results
 
     def _maybe_compact(self) -> None:
+        if self._compact_call is not None or self.stopped:
+            return
         applied = self.state_machine.applied_index
-        if applied - self._group_log.snapshot().metadata.index < self._snap_count:
+        if applied - self._group_log.snapshot().metadata.index >= self._snap_count:
+            # After this apply round: the driver counts these entries as applied only
+            # once the callback has returned.
+            self._compact_call = self._reactor.callLater(0, self._compact)
+
+    def _compact(self) -> None:
+        self._compact_call = None
+        if self.stopped:
             return
         # The log may only forget entries the database holds on disk.
         self.state_machine.engine.sync()
-        self._driver.compact(self.group_id, applied, b"", keep=self._snap_catchup)
+        self._driver.compact(self.group_id, self.state_machine.applied_index, b"",
+                             keep=self._snap_catchup)
 
     def restore(self, snapshot: Snapshot) -> None:
         """Swap in the database received for `snapshot` (already complete on disk, next to
@@ -175,6 +186,9 @@ class RaftPartition:
 
     def stop(self) -> None:
         self.stopped = True
+        if self._compact_call is not None and self._compact_call.active():
+            self._compact_call.cancel()
+        self._compact_call = None
         if self._read_call is not None and self._read_call.active():
             self._read_call.cancel()
         self._read_call = None

@@ -28,7 +28,7 @@ from zan.node.replica import COMPLETE_MARKER, SNAPSHOT_SUFFIX
 from zan.store.codec import APPLIED_INDEX_KEY, decode_i64
 from zan.store.engine import LevelDBEngine
 
-__all__ = ["stream_snapshot", "SnapshotReceiver"]
+__all__ = ["stream_snapshot", "snapshot_chunks", "SnapshotReceiver"]
 
 _MAGIC = "zan-snapshot"
 _VERSION = 1
@@ -52,30 +52,35 @@ class _TaskProducer:
         self._task.stop()
 
 
+def snapshot_chunks(snap):
+    """The stream of a LevelDB snapshot view, in pieces of about 256 KiB."""
+    raw = snap.get(APPLIED_INDEX_KEY)
+    applied = decode_i64(raw) if raw is not None else 0
+    packer = msgpack.Packer(use_bin_type=True)
+    yield packer.pack([_MAGIC, _VERSION, applied])
+    batch, size, count = [], 0, 0
+    for key, value in snap.iterator():
+        batch.append([key, value])
+        size += len(key) + len(value) + 8
+        count += 1
+        if size >= _BATCH_BYTES:
+            yield packer.pack(["kv", batch])
+            batch, size = [], 0
+    if batch:
+        yield packer.pack(["kv", batch])
+    yield packer.pack(["end", count])
+
+
 def stream_snapshot(request, engine, on_done) -> None:
     """Write the whole database of `engine` to the twisted.web `request`, from one
     LevelDB snapshot; `on_done(ok)` says whether the follower got all of it."""
     snap = engine.snapshot()
-    raw = snap.get(APPLIED_INDEX_KEY)
-    applied = decode_i64(raw) if raw is not None else 0
     request.setHeader(b"Content-Type", b"application/octet-stream")
-    request.setHeader(b"X-Zan-Applied-Index", str(applied).encode())
-    packer = msgpack.Packer(use_bin_type=True)
 
     def produce():
-        request.write(packer.pack([_MAGIC, _VERSION, applied]))
-        batch, size, count = [], 0, 0
-        for key, value in snap.iterator():
-            batch.append([key, value])
-            size += len(key) + len(value) + 8
-            count += 1
-            if size >= _BATCH_BYTES:
-                request.write(packer.pack(["kv", batch]))
-                batch, size = [], 0
-                yield None
-        if batch:
-            request.write(packer.pack(["kv", batch]))
-        request.write(packer.pack(["end", count]))
+        for chunk in snapshot_chunks(snap):
+            request.write(chunk)
+            yield None
 
     task = cooperate(produce())
     request.registerProducer(_TaskProducer(task), True)

@@ -1,0 +1,143 @@
+"""A 3-node static cluster in one reactor: failover, snapshot catch-up, membership
+change, leader transfer and forwarding over an in-memory network."""
+
+import pytest
+
+from zan.errors import ZanError
+from zan.node.namespaces import partition_of
+from zan.raft.types import ConfChange, ConfChangeType
+from tests.support.inprocess import InProcessCluster
+from zan.node.http_api import data_checksum
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = InProcessCluster(tmp_path)
+    try:
+        c.wait_leader(0)
+        c.wait_leader(1)
+        yield c
+    finally:
+        c.close()
+
+
+def key_in(pid, prefix="k"):
+    i = 0
+    while partition_of(f"{prefix}{i}".encode(), 2) != pid:
+        i += 1
+    return f"{prefix}{i}"
+
+
+def checksums(c, pid):
+    out = {}
+    for i, node in c.nodes.items():
+        p = node.partition("default", pid)
+        out[i] = data_checksum(p.state_machine.engine, int(c.clock.seconds() * 1000))[:2]
+    return out
+
+
+def converge(c, pid, timeout=20.0):
+    waited = 0.0
+    while waited < timeout:
+        sums = checksums(c, pid)
+        if len(set(sums.values())) == 1:
+            return sums
+        c.run(0.2)
+        waited += 0.2
+    raise AssertionError(f"replicas differ: {checksums(c, pid)}")
+
+
+def test_any_node_answers_any_key(cluster):
+    k = key_in(0)
+    for node in (1, 2, 3):
+        assert cluster.call(node, "set", k, f"v{node}") == b"OK"
+        for reader in (1, 2, 3):
+            assert cluster.call(reader, "get", k) == f"v{node}".encode()
+    assert cluster.call(2, "mset", "a", "1", "b", "2", "c", "3") == b"OK"
+    assert cluster.call(3, "mget", "a", "b", "c", "nope") == [b"1", b"2", b"3", None]
+    assert cluster.call(1, "dbsize") == 4
+    converge(cluster, 0)
+
+
+def test_failover_keeps_acknowledged_writes(cluster):
+    k = key_in(0)
+    leader = cluster.leader_node(0)
+    assert cluster.call(leader, "set", k, "before") == b"OK"
+    others = [i for i in (1, 2, 3) if i != leader]
+    cluster.net.isolate(leader, [1, 2, 3])
+    new = cluster.wait_leader(0, among=others)
+    assert cluster.call(others[0], "get", k) == b"before"
+    assert cluster.call(others[1], "set", k, "after") == b"OK"
+    # The isolated old leader cannot commit: its write fails (never acknowledged).
+    stale = cluster.call(leader, "set", k, "lost", settle=6.0)
+    assert isinstance(stale, ZanError)
+    cluster.net.heal()
+    cluster.run(3.0)
+    assert cluster.call(leader, "get", k) == b"after"
+    assert new != leader
+    converge(cluster, 0)
+
+
+def test_crashed_node_restarts_from_its_log(cluster):
+    k = key_in(1)
+    for i in range(20):
+        assert cluster.call(1, "incr", k) == i + 1
+    cluster.crash(3)
+    for i in range(20, 30):
+        assert cluster.call(2, "incr", k) == i + 1
+    cluster.start(3)
+    cluster.run(3.0)
+    assert cluster.call(3, "get", k) == b"30"
+    converge(cluster, 1)
+
+
+def test_lagging_follower_catches_up_by_snapshot(tmp_path):
+    c = InProcessCluster(tmp_path, snap_count=50, snap_catchup=5)
+    try:
+        c.wait_leader(0)
+        leader = c.leader_node(0)
+        lagging = next(i for i in (1, 2, 3) if i != leader)
+        c.net.isolate(lagging, [1, 2, 3])
+        k = key_in(0)
+        for i in range(120):
+            assert c.call(leader, "rpush", k, str(i)) == i + 1
+        gid = c.nodes[leader].partition("default", 0).group_id
+        assert c.nodes[leader].wal.group(gid).first_index() > 10   # compacted
+        c.net.heal()
+        c.run(5.0)
+        assert c.call(lagging, "llen", k) == 120
+        # It got there through a snapshot: its log starts after one.
+        assert c.nodes[lagging].wal.group(gid).snapshot().metadata.index > 0
+        sums = converge(c, 0)
+        assert len(set(sums.values())) == 1
+    finally:
+        c.close()
+
+
+def test_membership_change_and_leader_transfer(cluster):
+    k = key_in(0)
+    assert cluster.call(1, "set", k, "x") == b"OK"
+    leader = cluster.leader_node(0)
+    part = cluster.nodes[leader].partition("default", 0)
+    target = next(i for i in (1, 2, 3) if i != leader)
+    cluster.nodes[leader].cluster.driver.transfer_leader(part.group_id, target)
+    cluster.run(2.0)
+    assert cluster.leader_node(0) == target
+    # Remove a follower: two voters keep serving.
+    victim = next(i for i in (1, 2, 3) if i != target)
+    d = cluster.nodes[target].cluster.driver.propose_conf_change(
+        part.group_id, ConfChange(ConfChangeType.REMOVE_NODE, victim))
+    cluster.run(1.0)
+    assert d.called
+    voters = cluster.nodes[target].cluster.driver.conf_state(part.group_id).voters
+    assert sorted(voters) == sorted(i for i in (1, 2, 3) if i != victim)
+    assert cluster.call(target, "set", k, "y") == b"OK"
+    # Add it back as a learner, then promote it.
+    for kind in (ConfChangeType.ADD_LEARNER_NODE, ConfChangeType.ADD_NODE):
+        d = cluster.nodes[target].cluster.driver.propose_conf_change(
+            part.group_id, ConfChange(kind, victim))
+        cluster.run(1.0)
+        assert d.called
+    cluster.run(2.0)
+    assert victim in cluster.nodes[target].cluster.driver.conf_state(part.group_id).voters
+    assert cluster.call(victim, "get", k) == b"y"
