@@ -31,9 +31,9 @@ call and return events in a doubly linked list, calls lifted out as they are lin
 reached before its call could be linearized.  An unknown operation's return sits after every other
 event and every step of it is legal, so "never took effect" is the same as "took effect last".
 
-When a key fails, the smallest prefix of its events that is already non-linearizable is found by
-bisection (linearizability is prefix-closed when operations still pending at the cut are treated as
-unknown); its last event is the completion that nothing can explain.
+When a key fails, the explanation names the completion no explored order got past: the history up
+to that event is already not linearizable (its smallest such prefix), and every order the search
+tried broke there.  The order that got furthest and the operations around that one are listed.
 """
 
 from __future__ import annotations
@@ -287,8 +287,9 @@ class _TimedOut(Exception):
 @dataclass(slots=True)
 class _Outcome:
     linearizable: bool
-    best_order: list[int]            # indexes into ops of the deepest partial linearization
-    best_state: Optional[bytes]
+    stuck_at: int = -1              # the op whose completion no explored order got past
+    best_order: list[int] = field(default_factory=list)   # the order that got furthest
+    best_state: Optional[bytes] = None
 
 
 def _events(ops: list[_Op]) -> list[tuple[float, int, int]]:
@@ -300,14 +301,13 @@ def _events(ops: list[_Op]) -> list[tuple[float, int, int]]:
     return events
 
 
-def _search(ops: list[_Op], deadline: float, clock: Callable[[], float],
-            track_best: bool = False) -> _Outcome:
+def _search(ops: list[_Op], deadline: float, clock: Callable[[], float]) -> _Outcome:
     """Wing–Gong with Lowe's cache over `ops`; raises _TimedOut past `deadline`."""
     n = len(ops)
     events = _events(ops)
     size = len(events)
     head = size
-    # Event slot e in 0..size-1, head sentinel at `size`; -1 terminates.
+    # Event slots 0..size-1 in time order, the head sentinel at `size`; -1 ends the list.
     nxt = [e + 1 for e in range(size)] + [0 if size else -1]
     prv = [e - 1 for e in range(size)] + [-1]
     if size:
@@ -343,13 +343,23 @@ def _search(ops: list[_Op], deadline: float, clock: Callable[[], float],
         if q != -1:
             prv[q] = e
 
+    known = [op.known for op in ops]
+    unknown_mask = sum(1 << i for i, op in enumerate(ops) if not op.known)
     cache: set[tuple[int, Optional[bytes]]] = set()
-    stack: list[tuple[int, Optional[bytes]]] = []    # (call slot, state before it)
+    # Configurations fully explored without success, by (known ops linearized, state): the
+    # sets of unknown ops they had used.  Having used more unknown ops never helps, since an
+    # unused one can always be taken last, so a superset of a failed set fails too.
+    failed: dict[tuple[int, Optional[bytes]], list[int]] = {}
+    stack: list[tuple[int, Optional[bytes], bool]] = []   # (call slot, state before, pass)
     linearized = 0
     state: Optional[bytes] = None
+    furthest = -1
     best_order: list[int] = []
     best_state: Optional[bytes] = None
     steps = 0
+    # Each position is scanned twice, known calls first, then unknown ones, so configurations
+    # using few unknown ops fail first and prune their supersets.
+    known_pass = True
     entry = nxt[head]
     while nxt[head] != -1:
         steps += 1
@@ -357,62 +367,50 @@ def _search(ops: list[_Op], deadline: float, clock: Callable[[], float],
             raise _TimedOut
         if is_call[entry]:
             i = event_op[entry]
+            if known[i] != known_pass:
+                entry = nxt[entry]
+                continue
             legal, new_state = _step(ops[i], state)
             if legal:
                 new_linearized = linearized | (1 << i)
-                if (new_linearized, new_state) not in cache:
+                if (new_linearized, new_state) not in cache and not _dominated(
+                        failed, new_linearized, new_state, unknown_mask):
                     cache.add((new_linearized, new_state))
-                    stack.append((entry, state))
+                    stack.append((entry, state, known_pass))
                     state = new_state
                     linearized = new_linearized
                     lift(entry)
-                    if track_best and len(stack) > len(best_order):
-                        best_order = [event_op[slot] for slot, _ in stack]
-                        best_state = state
+                    known_pass = True
                     entry = nxt[head]
                     continue
             entry = nxt[entry]
+        elif known_pass:
+            known_pass = False
+            entry = nxt[head]
         else:
             # A return reached before its call was linearized: undo the latest choice.
+            if entry > furthest:
+                furthest = entry
+                best_order = [event_op[frame[0]] for frame in stack]
+                best_state = state
             if not stack:
-                return _Outcome(False, best_order, best_state)
-            entry, state = stack.pop()
+                return _Outcome(False, event_op[furthest], best_order, best_state)
+            failed.setdefault((linearized & ~unknown_mask, state), []).append(
+                linearized & unknown_mask)
+            entry, state, known_pass = stack.pop()
             linearized &= ~(1 << event_op[entry])
             unlift(entry)
             entry = nxt[entry]
-    if track_best:
-        best_order = [event_op[slot] for slot, _ in stack]
-        best_state = state
-    return _Outcome(True, best_order, best_state)
+    return _Outcome(True)
 
 
-def _prefix(ops: list[_Op], events: list[tuple[float, int, int]], cut: int) -> list[_Op]:
-    """The operations called within the first `cut` events; those not yet returned become unknown."""
-    returned = {i for (_, kind, i) in events[:cut] if kind == 1}
-    prefix: list[_Op] = []
-    for (_, kind, i) in events[:cut]:
-        if kind != 0:
-            continue
-        op = ops[i]
-        if i in returned:
-            prefix.append(op)
-        elif op.code != _READ:
-            prefix.append(_Op(op.id, op.code, op.value, op.expected, op.amount, None, False,
-                              op.call, math.inf, op.source))
-    return prefix
-
-
-def _smallest_failing_cut(ops: list[_Op], events: list[tuple[float, int, int]],
-                          deadline: float, clock: Callable[[], float]) -> int:
-    """The least number of events whose prefix is already non-linearizable."""
-    lo, hi = 0, len(events)     # prefix(lo) linearizable, prefix(hi) not
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if _search(_prefix(ops, events, mid), deadline, clock).linearizable:
-            lo = mid
-        else:
-            hi = mid
-    return hi
+def _dominated(failed: dict[tuple[int, Optional[bytes]], list[int]], linearized: int,
+               state: Optional[bytes], unknown_mask: int) -> bool:
+    earlier_sets = failed.get((linearized & ~unknown_mask, state))
+    if not earlier_sets:
+        return False
+    used = linearized & unknown_mask
+    return any(earlier & ~used == 0 for earlier in earlier_sets)
 
 
 # -- explanation ---------------------------------------------------------------------------
@@ -444,30 +442,25 @@ def _describe(op: Operation) -> str:
             f"[{_fmt_time(op.invoke)}, {_fmt_time(op.complete)}]")
 
 
-def _explain(key: Any, ops: list[_Op], events: list[tuple[float, int, int]], cut: int,
-             deadline: float, clock: Callable[[], float]) -> tuple[str, tuple[int, ...]]:
-    culprit = ops[events[cut - 1][2]]
-    prefix = _prefix(ops, events, cut)
-    lines = [f"key {_fmt_value(key)} is not linearizable.",
-             f"The smallest non-linearizable prefix ({len(prefix)} ops) ends when this op completes:",
+def _explain(key: Any, ops: list[_Op], outcome: _Outcome) -> tuple[str, tuple[int, ...]]:
+    culprit = ops[outcome.stuck_at]
+    lines = [f"key {_fmt_value(key)} is not linearizable: no order of the ops completed by the "
+             "time this one completed explains them all:",
              f"  {_describe(culprit.source)}"]
-    related = [op for op in prefix if op is not culprit and op.ret >= culprit.call]
-    before = sorted((op for op in prefix if op.ret < culprit.call), key=lambda op: op.ret)[-4:]
+    # Ops whose place relative to the culprit is open, and the last few fixed before it.
+    related = [op for op in ops
+               if op is not culprit and op.call <= culprit.ret and op.ret >= culprit.call]
+    before = sorted((op for op in ops if op.ret < culprit.call), key=lambda op: op.ret)[-4:]
     shown = sorted(before + related, key=lambda op: (op.call, op.id))[:12]
     if shown:
         lines.append("Ops concurrent with it or just before it:")
         lines += [f"  {_describe(op.source)}" for op in shown]
-    try:
-        best = _search(prefix, deadline, clock, track_best=True)
-    except _TimedOut:
-        best = None
-    if best is not None and best.best_order:
-        order = [prefix[i] for i in best.best_order]
-        tail = order[-8:]
-        lines.append(f"A longest order the model accepts covers {len(order)} of {len(prefix)} ops"
-                     f"{' (last 8 shown)' if len(order) > 8 else ''}, leaving the value "
-                     f"{_fmt_value(best.best_state)}:")
-        lines += [f"  {_describe(op.source)}" for op in tail]
+    order = [ops[i] for i in outcome.best_order]
+    if order:
+        lines.append(f"The order that got furthest ({len(order)} ops"
+                     f"{', last 8 shown' if len(order) > 8 else ''}) leaves the value "
+                     f"{_fmt_value(outcome.best_state)}:")
+        lines += [f"  {_describe(op.source)}" for op in order[-8:]]
     return "\n".join(lines), (culprit.id,) + tuple(op.id for op in shown)
 
 
@@ -488,25 +481,15 @@ def check(history: History | Iterable[Operation], timeout_s: float = 10.0,
     timed_out_key: Any = None
     any_timed_out = False
     for key, key_ops in by_key.values():
-        deadline = clock() + timeout_s
         try:
-            outcome = _search(key_ops, deadline, clock)
+            outcome = _search(key_ops, clock() + timeout_s, clock)
         except _TimedOut:
             if not any_timed_out:
                 timed_out_key, any_timed_out = key, True
             continue
-        if outcome.linearizable:
-            continue
-        events = _events(key_ops)
-        # The explanation gets its own budget, so a hard verdict is never lost to it.
-        deadline = clock() + timeout_s
-        try:
-            cut = _smallest_failing_cut(key_ops, events, deadline, clock)
-        except _TimedOut:
-            return Result(False, key, f"key {_fmt_value(key)} is not linearizable "
-                          "(finding the smallest failing prefix timed out).")
-        explanation, culprits = _explain(key, key_ops, events, cut, deadline, clock)
-        return Result(False, key, explanation, False, culprits)
+        if not outcome.linearizable:
+            explanation, culprits = _explain(key, key_ops, outcome)
+            return Result(False, key, explanation, False, culprits)
     if any_timed_out:
         return Result(False, timed_out_key,
                       f"key {_fmt_value(timed_out_key)}: search exceeded {timeout_s} s",
