@@ -532,3 +532,63 @@ def test_many_simulated_histories(seed):
     ops = simulate(rng, 400, rng.randint(2, 6), ["r1", "r2", "c"], counters=frozenset({"c"}),
                    p_unknown=0.03, overlap=rng.uniform(0.2, 3.0))
     assert check(ops, timeout_s=30).ok
+
+
+# -- against brute force -------------------------------------------------------------------
+
+def _reference_step(op: Operation, state):
+    """An independent sequential model: (output it would give, new state)."""
+    if op.kind == "read":
+        return state, state
+    if op.kind == "write":
+        return None, op.value
+    if op.kind == "delete":
+        return int(state is not None), None
+    if op.kind == "cas":
+        swapped = state is not None and state == op.expected
+        return int(swapped), op.value if swapped else state
+    if state is not None and not state.isdigit():
+        return "ERR not an integer", state
+    new = int(state or b"0") + 1
+    return new, str(new).encode()
+
+
+def _brute_force(ops: list[Operation]) -> bool:
+    ops = [op for op in ops if op.outcome != FAIL]
+    known = [op for op in ops if op.outcome == OK]
+    unknown = [op for op in ops if op.outcome == UNKNOWN]
+    for r in range(len(unknown) + 1):
+        for chosen in itertools.combinations(unknown, r):
+            for order in itertools.permutations(known + list(chosen)):
+                if any(_before(b, a) for x, a in enumerate(order) for b in order[x + 1:]):
+                    continue
+                state = None
+                for op in order:
+                    out, state = _reference_step(op, state)
+                    if op.outcome == OK and op.kind != "write" and out != op.output:
+                        break
+                else:
+                    return True
+    return False
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_agrees_with_brute_force_on_small_histories(seed):
+    rng = random.Random(5000 + seed)
+    h = History()
+    values = [b"a", b"b", b"1"]
+    for _ in range(rng.randint(1, 6)):
+        kind = rng.choice(["read", "read", "write", "cas", "delete", "incr"])
+        start = rng.uniform(0, 10)
+        end = start + rng.uniform(0, 4)
+        outcome = rng.choices([OK, UNKNOWN, FAIL], [6, 2, 1])[0]
+        value = rng.choice(values) if kind in ("write", "cas") else None
+        expected = rng.choice(values) if kind == "cas" else None
+        out = {"read": lambda: rng.choice(values + [None]), "write": lambda: None,
+               "cas": lambda: rng.randint(0, 1), "delete": lambda: rng.randint(0, 1),
+               "incr": lambda: rng.randint(1, 3)}[kind]()
+        rec(h, rng.randrange(3), kind, start, end, out, value=value, expected=expected,
+            outcome=outcome)
+    ops = h.ops
+    result = check(ops)
+    assert result.ok == _brute_force(ops), [op.describe() for op in ops]
