@@ -124,7 +124,7 @@ class StaticCluster:
             stale_reads=lambda: self.node.settings["stale_read"])
         raft_config = RaftConfig(
             id=self.config.node_id, election_tick=self.config.election_tick, heartbeat_tick=1,
-            check_quorum=True, pre_vote=True, applied=sm.applied_index,
+            check_quorum=True, pre_vote=True, applied=_raft_applied(sm.applied_index, log),
             read_only_option=(ReadOnlyOption.LEASE_BASED if self.config.read_mode == "lease"
                               else ReadOnlyOption.SAFE))
         self.driver.add_group(gid, raft_config, partition.apply, peers=replicas,
@@ -280,6 +280,16 @@ class StaticCluster:
     def partitions(self) -> list:
         return [self.partition(ns.name, pid) for ns in self.config.namespaces
                 for pid in range(ns.partition_num)]
+
+
+def _raft_applied(db_applied: int, log) -> int:
+    """Where Raft resumes applying.  The database may hold entries past the commit index
+    the log recorded: a hard state that only moves the commit index is not fsynced before
+    its entries are applied (etcd's MustSync), so kill -9 can lose it while the database
+    keeps them.  Raft must not be told it applied past its commit index; it hands those
+    entries out again and the state machine skips what it already holds."""
+    hard_state, _ = log.initial_state()
+    return min(db_applied, max(hard_state.commit, log.snapshot().metadata.index))
 
 
 class RemotePartition:

@@ -12,8 +12,8 @@ import socket
 from klein import Klein
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.web.server import NOT_DONE_YET
 
 from zan import __version__
 from zan.errors import BadRequest, NotFound, ZanError
@@ -257,9 +257,16 @@ class NodeHTTPAPI:
         from zan.node.snapshot import stream_snapshot
         cluster, partition = self._replica(ns_pid)
         replica = _int_arg(request, b"replica")
-        stream_snapshot(request, partition.state_machine.engine,
-                        lambda ok: cluster.snapshot_served(partition.group_id, replica, ok))
-        return NOT_DONE_YET
+        # Klein finishes the request as soon as a handler returns anything but a Deferred
+        # (NOT_DONE_YET included), which would cut the stream after its first write.
+        streamed = Deferred()
+
+        def served(ok: bool) -> None:
+            cluster.snapshot_served(partition.group_id, replica, ok)
+            if not streamed.called:
+                streamed.callback(None)
+        stream_snapshot(request, partition.state_machine.engine, served)
+        return streamed
 
     @app.route("/cluster/checksum/<string:ns_pid>", methods=["GET"])
     def cluster_checksum(self, request, ns_pid):

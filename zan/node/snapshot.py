@@ -96,6 +96,7 @@ def stream_snapshot(request, engine, on_done) -> None:
     def failed(failure):
         over.append(True)
         snap.close()
+        request.unregisterProducer()
         on_done(False)
 
     def client_gone(failure):
