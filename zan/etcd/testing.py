@@ -183,12 +183,12 @@ class FakeEtcd(Resource):
             request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
             return b"404 page not found\n"
         key = _clean(path[len("/v2/keys"):])
-        args = {k.decode(): v[-1].decode() for k, v in
-                parse_qs(urlsplit(request.uri).query, keep_blank_values=True).items()}
+        args = {k: v[-1] for k, v in parse_qs(urlsplit(request.uri.decode()).query,
+                                               keep_blank_values=True).items()}
         body = request.content.read() if request.content is not None else b""
         if request.method in (b"PUT", b"POST") and body:
-            for k, v in parse_qs(body, keep_blank_values=True).items():
-                args.setdefault(k.decode(), v[-1].decode())
+            for k, v in parse_qs(body.decode("utf-8"), keep_blank_values=True).items():
+                args.setdefault(k, v[-1])
         self._expire_due()
         try:
             method = request.method
