@@ -141,3 +141,39 @@ def test_membership_change_and_leader_transfer(cluster):
     cluster.run(2.0)
     assert victim in cluster.nodes[target].cluster.driver.conf_state(part.group_id).voters
     assert cluster.call(victim, "get", k) == b"y"
+
+
+def test_database_ahead_of_the_remembered_commit_index(cluster):
+    """A kill -9 loses the lazily written commit index while the database already applied
+    the entries: the replica must restart and converge, not refuse to start."""
+    k = key_in(0)
+    for i in range(10):
+        assert cluster.call(1, "incr", k) == i + 1
+    node = cluster.nodes[3]
+    part = node.partition("default", 0)
+    hs, _ = node.wal.group(part.group_id).initial_state()
+    assert part.applied_index >= hs.commit
+    cluster.crash(3)
+    cluster.start(3)
+    cluster.run(3.0)
+    assert cluster.call(3, "get", k) == b"10"
+    converge(cluster, 0)
+
+
+def test_whole_cluster_restart_elects_again(cluster):
+    """Voters are rebuilt from the log on restart: a restarted node can lead."""
+    k = key_in(0)
+    assert cluster.call(1, "set", k, "v") == b"OK"
+    for i in (1, 2, 3):
+        cluster.crash(i)
+    for i in (1, 2, 3):
+        cluster.start(i)
+    for pid in (0, 1):
+        cluster.wait_leader(pid)
+    for i in (1, 2, 3):
+        assert cluster.nodes[i].cluster.driver.conf_state(
+            cluster.nodes[i].partition("default", 0).group_id).voters
+    lead = cluster.leader_node(0)
+    cluster.net.isolate(lead, [1, 2, 3])
+    cluster.wait_leader(0, among=[i for i in (1, 2, 3) if i != lead])
+    assert cluster.call(next(i for i in (1, 2, 3) if i != lead), "get", k) == b"v"

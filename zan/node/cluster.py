@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from zan.errors import NotLeader, NoLeader, PartitionNotFound, StorageError
+from zan.errors import NoLeader, NotLeader, NotReady, PartitionNotFound, StorageError, ZanError
 from zan.node.config import NamespaceConfig, NodeConfig
 from zan.node.replica import RaftPartition, recover_snapshot_swap, SNAPSHOT_SUFFIX, COMPLETE_MARKER
 from zan.node.snapshot import SnapshotReceiver
@@ -264,7 +264,13 @@ class StaticCluster:
             pool = self._pools[node_id] = RespClientPool(
                 self.reactor, host, port, size=4,
                 timeout=self.config.proposal_timeout_ms / 1000.0 + 1)
-        return pool.execute(*argv)
+
+        def unreachable(failure):
+            if failure.check(ZanError):   # the leader's own reply: relayed as it is
+                return failure
+            raise NotReady(f"ERR_CLUSTER_CHANGED: the leader node {node_id} is unreachable "
+                           f"({failure.getErrorMessage()})")
+        return pool.execute(*argv).addErrback(unreachable)
 
     # -- the dispatcher's view: every partition of the cluster, local or not ---------------
 
@@ -283,13 +289,12 @@ class StaticCluster:
 
 
 def _raft_applied(db_applied: int, log) -> int:
-    """Where Raft resumes applying.  The database may hold entries past the commit index
-    the log recorded: a hard state that only moves the commit index is not fsynced before
-    its entries are applied (etcd's MustSync), so kill -9 can lose it while the database
-    keeps them.  Raft must not be told it applied past its commit index; it hands those
-    entries out again and the state machine skips what it already holds."""
-    hard_state, _ = log.initial_state()
-    return min(db_applied, max(hard_state.commit, log.snapshot().metadata.index))
+    """Where Raft resumes applying: right after the log's snapshot, whatever the database
+    holds.  Raft rebuilds its voter set only from the snapshot plus the membership entries
+    it hands out again, so those must be replayed; the state machine skips every entry it
+    already holds by index.  (Resuming at the database's index would also overshoot the
+    commit index when kill -9 lost a lazily written hard state.)"""
+    return log.snapshot().metadata.index
 
 
 class RemotePartition:
