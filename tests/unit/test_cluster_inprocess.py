@@ -177,3 +177,20 @@ def test_whole_cluster_restart_elects_again(cluster):
     cluster.net.isolate(lead, [1, 2, 3])
     cluster.wait_leader(0, among=[i for i in (1, 2, 3) if i != lead])
     assert cluster.call(next(i for i in (1, 2, 3) if i != lead), "get", k) == b"v"
+
+
+def test_stale_reads_are_served_by_followers_and_normal_reads_are_not(cluster):
+    k = key_in(0)
+    assert cluster.call(1, "set", k, "v1") == b"OK"
+    cluster.run(1.0)
+    leader = cluster.leader_node(0)
+    follower = next(i for i in (1, 2, 3) if i != leader)
+    cluster.net.isolate(follower, [1, 2, 3])
+    assert cluster.call(leader, "set", k, "v2") == b"OK"
+    # The isolated follower answers stale.get from its own (old) state...
+    assert cluster.call(follower, "stale.get", k) == b"v1"
+    # ...but a linearizable GET cannot be served there.
+    assert isinstance(cluster.call(follower, "get", k, settle=6.0), ZanError)
+    cluster.net.heal()
+    cluster.run(2.0)
+    assert cluster.call(follower, "stale.get", k) == b"v2"

@@ -163,6 +163,10 @@ class NodeDispatcher:
             if spec.is_write:
                 result = partition.propose(
                     encode_command_entry(self.now_ms(), seed, spec.name, args))
+            elif spec.allow_stale:
+                # stale.*: this replica's own state, leader or not (ZanRedisDB's follower reads).
+                read = getattr(partition, "stale_read", partition.read)
+                result = read(spec.name, args, self.now_ms(), seed)
             else:
                 result = partition.read(spec.name, args, self.now_ms(), seed)
         except NotLeader:
