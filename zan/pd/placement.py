@@ -337,9 +337,11 @@ class _Layout:
         """Trim an over-replicated or badly spread list before filling it."""
         nodes = self.parts[pid]
         while len(nodes) > self.replica:
-            # The most loaded follower goes; among equals the one added last.
-            victims = [n for n in nodes[1:] if self._spread_ok(nodes, [m for m in nodes if m != n])]
-            victim = max(victims or nodes[1:], key=lambda n: (self.rc[n], nodes.index(n)))
+            # The most loaded replica goes; among equals the older one, since a replica is
+            # added last precisely to take the place of another (a leader's included).
+            victims = [n for n in nodes if self._spread_ok(nodes, [m for m in nodes if m != n])]
+            victim = max(victims or nodes,
+                         key=lambda n: (self.rc[n], n != nodes[0], -nodes.index(n)))
             self._drop(pid, victim)
         if len(nodes) == self.replica and self._dcs(nodes) < self.want_dcs:
             present = {self.dc_of[n] for n in nodes}
@@ -602,14 +604,29 @@ def trim(snap: ClusterSnapshot, version: str = BALANCE_V2) -> Plan:
             notes.append(f"{ns}-{pid}: over-replicated, waiting for replicas to sync")
             continue
         expected = set(layouts(ns).get(pid, ()))
-        victim = min(isr, key=lambda n: (snap.alive(n), n not in snap.removals, n in expected,
-                                         n == isr[0], -load[n], n))
+        key = lambda n: (snap.alive(n), n not in snap.removals, n in expected,
+                         n == isr[0], -load[n], n)
+        victim = min(isr, key=key)
+        if snap.alive(victim) and victim not in snap.removals:
+            # Among healthy members, drop the one whose absence leaves the namespace with
+            # the fewest further moves; otherwise balancing could re-add it next round.
+            victim = min(isr, key=lambda n: (_moves_without(snap, ns, pid, n, version), key(n)))
         rest = [n for n in isr if n != victim]
         if not _live_quorum(snap, rest):
             notes.append(f"{ns}-{pid}: removing {victim} would leave no live quorum")
             continue
         steps.append(RemoveReplica(ns, pid, victim, info.epoch))
     return Plan(tuple(steps), tuple(notes))
+
+
+def _moves_without(snap: ClusterSnapshot, ns: str, pid: int, node: str, version: str) -> int:
+    view = snap.namespaces[ns]
+    pv = view.partitions[pid]
+    parts = dict(view.partitions)
+    parts[pid] = replace(pv, info=pv.info.without(node))
+    trial = replace(snap, namespaces={**snap.namespaces, ns: replace(view, partitions=parts)})
+    want = expected_layout(trial, ns, version)
+    return sum(len(set(want.get(p, ())) - set(v.info.isr)) for p, v in parts.items())
 
 
 # --- balancing ------------------------------------------------------------------------------
