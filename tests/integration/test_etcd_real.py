@@ -31,8 +31,9 @@ class EtcdServer:
         self.dir = tempfile.mkdtemp(prefix="zan-etcd-")
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
+        self.extra: list[str] = []
 
-    def start(self) -> "EtcdServer":
+    def start(self, health_ca: str | None = None) -> "EtcdServer":
         exe = shutil.which("etcd")
         if exe is None:
             pytest.skip("etcd is not installed")
@@ -42,14 +43,19 @@ class EtcdServer:
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
              "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
              "--initial-cluster", f"n1={peer}", "--enable-v2=true", "--logger=zap",
-             "--log-level=error", "--heartbeat-interval=10", "--election-timeout=100"],
+             "--log-level=error", "--heartbeat-interval=10", "--election-timeout=100",
+             *self.extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        context = None
+        if health_ca is not None:
+            import ssl
+            context = ssl.create_default_context(cafile=health_ca)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"etcd exited with {self.proc.returncode}")
             try:
-                with urllib.request.urlopen(self.url + "/health", timeout=0.5) as r:
+                with urllib.request.urlopen(self.url + "/health", timeout=0.5, context=context) as r:
                     if json.loads(r.read()).get("health") == "true":
                         return self
             except OSError:
@@ -229,3 +235,67 @@ async def wait_for(reactor, cond, timeout=10.0):
     while not cond():
         assert reactor.seconds() < deadline, "condition not reached in time"
         await sleep(reactor, 0.02)
+
+
+def _make_certs(directory: str) -> tuple[str, str, str]:
+    """A CA and a server certificate for 127.0.0.1 signed by it (ca, cert, key paths)."""
+    import datetime
+    import ipaddress
+    import os
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "zan test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
+          .public_key(ca_key.public_key()).serial_number(1)
+          .not_valid_before(now - datetime.timedelta(hours=1))
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = [os.path.join(directory, n) for n in ("ca.pem", "server.pem", "server-key.pem")]
+    with open(paths[0], "wb") as f:
+        f.write(ca.public_bytes(serialization.Encoding.PEM))
+    with open(paths[1], "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(paths[2], "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.TraditionalOpenSSL,
+                                  serialization.NoEncryption()))
+    return paths[0], paths[1], paths[2]
+
+
+@pytest_twisted.ensureDeferred
+async def test_https_is_verified_against_the_ca_file(reactor, tmp_path):
+    from zan.etcd.errors import EtcdUnavailable
+
+    ca, cert, key = _make_certs(str(tmp_path))
+    server = EtcdServer()
+    server.url = server.url.replace("http://", "https://")
+    server.extra = ["--cert-file", cert, "--key-file", key]
+    try:
+        server.start(health_ca=ca)
+        good = EtcdClient(reactor, [server.url], ca_file=ca)
+        untrusting = EtcdClient(reactor, [server.url], timeout=2.0)
+        try:
+            assert (await good.set("/tls", "ok")).node.value == "ok"
+            with pytest.raises(EtcdUnavailable):
+                await untrusting.get("/tls")
+        finally:
+            await good.close()
+            await untrusting.close()
+    finally:
+        server.stop()

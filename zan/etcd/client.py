@@ -20,7 +20,7 @@ from urllib.parse import quote, urlencode
 
 from twisted.internet import error as _ierror
 from twisted.internet import ssl
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
