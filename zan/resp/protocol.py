@@ -22,6 +22,7 @@ from typing import Any, Protocol as TypingProtocol, runtime_checkable
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IPushProducer, IReactorTime
+from twisted.internet import tcp
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -37,6 +38,9 @@ from zan.resp.parser import (
 )
 
 __all__ = ["ClientState", "Dispatcher", "RespServerProtocol", "RespServerFactory"]
+
+# Transports whose socket may be written directly (TLS or test transports may not).
+_PLAIN_TCP = (tcp.Server,)
 
 _INTERNAL_ERROR = encode_error(RespError("ERR internal error"))
 
@@ -282,9 +286,30 @@ class RespServerProtocol(Protocol):
             queue.popleft()
         if out:
             self._out = []
-            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            self._write(out[0] if len(out) == 1 else b"".join(out))
         if self._closing and not queue:
             self.transport.loseConnection()
+
+    def _write(self, data: bytes) -> None:
+        """Send at once when the transport has nothing queued, as Redis does: most replies
+        fit the socket buffer, and skipping the transport's buffer saves registering for
+        writability and a reactor round trip per reply.  Whatever the socket does not
+        take goes through the transport as usual (it keeps order and back-pressure)."""
+        t = self.transport
+        sock = getattr(t, "socket", None)
+        if sock is None or t.dataBuffer or t._tempDataBuffer or t.disconnecting \
+                or type(t) not in _PLAIN_TCP:
+            t.write(data)
+            return
+        try:
+            sent = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            t.write(data)  # let the transport see and report the error
+            return
+        if sent < len(data):
+            t.write(data[sent:])
 
     # --- back-pressure (IPushProducer, driven by the transport) ----------------------
 
