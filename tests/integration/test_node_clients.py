@@ -141,3 +141,43 @@ def test_expired_keys_are_invisible_then_purged(zan_node):
     assert c.call("dbsize") == 1
     assert c.call("get", "keep") == b"v"
     c.close()
+
+
+def test_server_commands_match_redis(zan_node, redis):
+    c = RawClient(zan_node.redis_port)
+    for argv in [("ping",), ("ping", "hi"), ("echo", "x"), ("select", "0"),
+                 ("client", "setname", "myname"), ("client", "getname"),
+                 ("client", "setname", "bad name"), ("client", "nosuch"),
+                 ("config", "get", "maxmemory"), ("config", "set", "nosuch", "1"),
+                 ("hello", "4"), ("hello", "x"), ("auth", "pw"), ("ping", "a", "b")]:
+        mine, theirs = c.call(*argv), redis.call(*argv)
+        assert type(mine) is type(theirs) and str(mine) == str(theirs), argv
+    assert str(c.call("hello", "3")).startswith("NOPROTO")
+    hello = c.call("hello", "2")
+    assert dict(zip(hello[::2], hello[1::2]))[b"proto"] == 2
+    assert isinstance(c.call("client", "id"), int)
+    assert c.call("command", "count") == len(c.call("command"))
+    info = c.call("command", "info", "get", "nosuch")
+    assert info[0][:2] == [b"get", 2] and info[1] is None
+    docs = c.call("command", "docs", "set")
+    assert docs[0] == b"set"
+    text = c.call("info").decode()
+    for field in ("redis_version:", "arch_bits:", "cluster_enabled:0", "# Keyspace"):
+        assert field in text
+    assert c.call("quit") == b"OK"
+    c.close()
+
+
+def test_requirepass():
+    from tests.support.node import ZanNode
+    node = ZanNode(extra_args=["--requirepass", "s3cret"]).start()
+    try:
+        c = RawClient(node.redis_port)
+        assert str(c.call("get", "k")) == "NOAUTH Authentication required."
+        assert str(c.call("auth", "wrong")).startswith("WRONGPASS")
+        assert str(c.call("ping")) == "NOAUTH Authentication required."
+        assert c.call("auth", "s3cret") == b"OK"
+        assert c.call("set", "k", "v") == b"OK" and c.call("get", "k") == b"v"
+        c.close()
+    finally:
+        node.cleanup()
