@@ -1,0 +1,46 @@
+"""A replica whose data directory is wiped comes back under the same id: the leader still
+holds its old match index, yet the replica must catch up (by snapshot) and converge."""
+
+import shutil
+
+from tests.support.inprocess import InProcessCluster
+from zan.node.http_api import data_checksum
+from zan.node.namespaces import partition_of
+
+
+def key_in(pid, prefix="k"):
+    i = 0
+    while partition_of(f"{prefix}{i}".encode(), 2) != pid:
+        i += 1
+    return f"{prefix}{i}"
+
+
+def test_wiped_follower_rejoins_under_an_unchanged_leader(tmp_path):
+    c = InProcessCluster(tmp_path, snap_count=50, snap_catchup=5)
+    try:
+        c.wait_leader(0)
+        leader = c.leader_node(0)
+        wiped = next(i for i in (1, 2, 3) if i != leader)
+        k = key_in(0)
+        for i in range(30):
+            assert c.call(leader, "rpush", k, str(i)) == i + 1
+        c.run(1.0)           # the leader records the follower's match past 30
+        c.crash(wiped)
+        shutil.rmtree(c.configs[wiped].data_dir)
+        for i in range(30, 120):
+            assert c.call(leader, "rpush", k, str(i)) == i + 1
+        c.start(wiped)
+        c.run(5.0)
+        assert c.leader_node(0) == leader      # no election reset the leader's view
+        part = c.nodes[wiped].partition("default", 0)
+        assert part.applied_index >= c.nodes[leader].partition("default", 0).applied_index - 1
+        now = int(c.clock.seconds() * 1000)
+        sums = {i: data_checksum(n.partition("default", 0).state_machine.engine, now)[:2]
+                for i, n in c.nodes.items()}
+        assert len(set(sums.values())) == 1, sums
+        assert c.call(leader, "rpush", k, "last") == 121
+        c.run(1.0)
+        assert c.nodes[wiped].partition("default", 0).state_machine.read(
+            "llen", [k.encode()], now, 0) == 121
+    finally:
+        c.close()
