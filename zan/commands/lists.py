@@ -26,21 +26,6 @@ _RANK_ZERO = ("ERR RANK can't be zero: use 1 to start from the first match, 2 fr
               "second ... or use negative to start from the end of the list")
 
 
-def _iterate(txn: Txn, start: bytes, stop: bytes | None, reverse: bool = False):
-    """txn.iterate over [start, stop).  Reverse scans are bounded by hand: plyvel 1.5's
-    reverse iterator yields nothing when the only key in range equals `start`."""
-    if not reverse:
-        return txn.iterate(start, stop)
-    return _reverse_from(txn, start, stop)
-
-
-def _reverse_from(txn: Txn, start: bytes, stop: bytes | None):
-    for key, value in txn.iterate(None, stop, reverse=True):
-        if key < start:
-            return
-        yield key, value
-
-
 class ListView:
     """One list key inside a txn: index arithmetic over its sequence numbers.
 
@@ -79,7 +64,7 @@ class ListView:
         """Elements at indexes [start, stop), one range scan."""
         if start >= stop:
             return []
-        return [v for _, v in _iterate(self.txn, self.key(start), self.key(stop), reverse)]
+        return [v for _, v in self.txn.iterate(self.key(start), self.key(stop), reverse=reverse)]
 
     def push(self, value: bytes, left: bool) -> None:
         if left:
@@ -306,7 +291,7 @@ def lpos(txn: Txn, args: list[bytes]):
     if from_head:
         it = lst.txn.iterate(lst.key(0), lst.key(limit))
     else:
-        it = _iterate(txn, lst.key(lst.size - limit), lst.key(lst.size), True)
+        it = txn.iterate(lst.key(lst.size - limit), lst.key(lst.size), reverse=True)
     found: list[int] = []
     for n, (_, value) in enumerate(it):
         if value != element:

@@ -38,21 +38,6 @@ _NAN_SCORE = "ERR resulting score is not a number (NaN)"
 _POSITIVE = "ERR value is out of range, must be positive"
 
 
-def _iterate(txn: Txn, start: bytes, stop: bytes | None, reverse: bool = False):
-    """txn.iterate over [start, stop).  Reverse scans are bounded by hand: plyvel 1.5's
-    reverse iterator yields nothing when the only key in range equals `start`."""
-    if not reverse:
-        return txn.iterate(start, stop)
-    return _reverse_from(txn, start, stop)
-
-
-def _reverse_from(txn: Txn, start: bytes, stop: bytes | None):
-    for key, value in txn.iterate(None, stop, reverse=True):
-        if key < start:
-            return
-        yield key, value
-
-
 class ZSetView:
     """One sorted-set key inside a txn.  `count` changes are written by `save`."""
 
@@ -118,7 +103,7 @@ class ZSetView:
             start = self.sprefix
         if stop is None:
             stop = prefix_end(self.sprefix)
-        for key, _ in _iterate(self.txn, start, stop, reverse):
+        for key, _ in self.txn.iterate(start, stop, reverse=reverse):
             yield key[n:n + 8], key[n + 8:]
 
     def score_bounds(self, rng: ScoreRange) -> tuple[bytes, bytes]:
