@@ -398,7 +398,7 @@ class RegisterClients:
                 time.sleep(0.05)
                 continue
             self.history.ok(op, reply)
-            time.sleep(0.003)
+            time.sleep(0.005)
             if kind == "read" and reply is not None:
                 last_seen[key] = reply
             elif kind == "incr":
@@ -408,7 +408,9 @@ class RegisterClients:
 
 
 def _run_linearizable(cycles: int, settle: float) -> None:
-    keys = [key for pid in range(3) for key in keys_of(pid, 2, "reg", 3)]
+    # Many keys: an unknown write may take effect at any later moment, so each one a key
+    # has multiplies the checker's search; spread them thin.
+    keys = [key for pid in range(3) for key in keys_of(pid, 4, "reg", 3)]
     with StaticClusterProcs(3, namespaces=_namespaces(3), proxies=True,
                             extra_conf={"proposal_timeout_ms": 2000}) as cluster:
         with RegisterClients(cluster, keys) as clients:

@@ -386,11 +386,20 @@ class StaticClusterProcs:
 
     def wait_leaders(self, timeout: float = 30.0,
                      among: list[ClusterNodeProc] | None = None) -> dict:
+        """Wait until every partition has a leader (in `among`, if given) that the other
+        live replicas (in `among`) follow; returns `leaders()`."""
         deadline = time.monotonic() + timeout
         while True:
             leaders = self.leaders()
+            followed: dict[str, set[int]] = {}
+            for node in among or self.nodes:
+                if node.alive:
+                    for name, st in self.raft_stats(node).items():
+                        followed.setdefault(name, set()).add(st["lead"])
             missing = [name for name in self.partition_names
-                       if name not in leaders or (among is not None and leaders[name][0] not in among)]
+                       if name not in leaders
+                       or (among is not None and leaders[name][0] not in among)
+                       or followed.get(name) != {leaders[name][0].node_id}]
             if not missing:
                 return leaders
             if time.monotonic() > deadline:
