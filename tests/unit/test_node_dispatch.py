@@ -156,3 +156,35 @@ def test_log_is_compacted_and_restart_keeps_data(tmp_path):
     n2 = Node(tmp_path, partitions=1)
     assert run(n2, client(), "get", "counter") == b"200"
     n2.close()
+
+
+def test_sync_off_the_reactor_answers_only_what_it_covered(tmp_path):
+    """With the fsync running elsewhere, writes that arrive during it wait for the next
+    sync, and nobody is answered before the sync that covers them."""
+    syncs = []
+
+    def runner(sync):
+        d = Deferred()
+        syncs.append((sync, d))
+        return d
+
+    n = Node(tmp_path)
+    n.committer._runner = runner
+    c1, c2 = client(1), client(2)
+    first = run(n, c1, "set", "a", "1")
+    n.clock.advance(0)
+    assert len(syncs) == 1 and not first.called
+    second = run(n, c2, "set", "b", "2")     # arrives while the first sync runs
+    n.clock.advance(0)
+    assert len(syncs) == 1                    # one sync at a time
+    sync, d = syncs.pop()
+    sync()
+    d.callback(None)
+    assert first.result == b"OK" and not second.called
+    assert len(syncs) == 1                    # the next sync starts at once
+    sync, d = syncs.pop()
+    sync()
+    d.callback(None)
+    assert second.result == b"OK"
+    n.committer._runner = None
+    n.close()

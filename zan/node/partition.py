@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from zan.errors import Stopping
+from zan.errors import Stopping, StorageError
 from zan.raft.storage import GroupLog, LogStore
 from zan.raft.types import Entry
 from zan.store.statemachine import PartitionStateMachine
@@ -28,38 +28,91 @@ _TERM = 1  # a single-replica log never changes leader
 
 
 class GroupCommitter:
-    """Coalesces the writes of one reactor turn into one sync of the node's log."""
+    """Coalesces the writes of one reactor turn into one sync of the node's log.
+
+    With a `sync_runner` (``f(log_store.sync) -> Deferred``, e.g. the reactor's thread
+    pool), the fsync runs off the reactor thread so the reactor keeps parsing and serving
+    while the disk works; writes arriving meanwhile wait for the next sync (one at a time:
+    nothing else touches the log in the meantime), and only the entries a sync covered
+    are applied and answered when it completes."""
 
     _log = Logger()
 
-    def __init__(self, reactor: IReactorTime, log_store: LogStore):
+    def __init__(self, reactor: IReactorTime, log_store: LogStore, *, sync_runner=None):
         self._reactor = reactor
         self._log_store = log_store
+        self._runner = sync_runner
         self._dirty: dict[int, "LocalPartition"] = {}
         self._call = None
+        self._in_flight = False
+        self._idle: list[Deferred] = []
         self.syncs = 0
 
     def schedule(self, partition: "LocalPartition") -> None:
         self._dirty[id(partition)] = partition
-        if self._call is None:
+        if self._call is None and not self._in_flight:
             self._call = self._reactor.callLater(0, self.flush)
 
     def flush(self) -> None:
         self._call = None
-        if not self._dirty:
+        if self._in_flight or not self._dirty:
+            self._notify_idle()
             return
         dirty, self._dirty = self._dirty, {}
-        for partition in dirty.values():
-            partition.persist_pending()
-        self._log_store.sync()
+        covered = [(p, p.persist_pending()) for p in dirty.values()]
+        if self._runner is None:
+            self._log_store.sync()
+            self._synced(None, covered)
+            return
+        self._in_flight = True
+        d = self._runner(self._log_store.sync)
+        d.addCallbacks(self._synced, self._sync_failed, callbackArgs=(covered,),
+                       errbackArgs=(covered,))
+
+    def _synced(self, _, covered) -> None:
+        self._in_flight = False
         self.syncs += 1
-        for partition in dirty.values():
-            partition.apply_pending()
+        for partition, upto in covered:
+            partition.apply_pending(upto)
+        self._next()
+
+    def _sync_failed(self, failure, covered) -> None:
+        self._in_flight = False
+        self._log.failure("syncing the log failed: writes are refused", failure)
+        for partition, upto in covered:
+            partition.fail_pending(upto, failure)
+        self._next()
+
+    def _next(self) -> None:
+        if self._dirty:
+            self.flush()
+        else:
+            self._notify_idle()
+
+    def _notify_idle(self) -> None:
+        if not self._in_flight and not self._dirty:
+            waiters, self._idle = self._idle, []
+            for d in waiters:
+                d.callback(None)
+
+    def quiesce(self) -> Deferred:
+        """Fires once every write handed over so far is synced and applied."""
+        d = Deferred()
+        self._idle.append(d)
+        self.flush()
+        return d
 
     def cancel(self) -> None:
         if self._call is not None and self._call.active():
             self._call.cancel()
         self._call = None
+
+    def close(self) -> None:
+        """Last inline sync of anything still waiting (after `quiesce`), then stop."""
+        self._runner = None
+        if not self._in_flight:
+            self.flush()
+        self.cancel()
 
 
 class LocalPartition:
@@ -119,19 +172,29 @@ class LocalPartition:
         self._committer.schedule(self)
         return d
 
-    def persist_pending(self) -> None:
-        """Hand this turn's entries to the log in one append (synced by the committer)."""
+    def persist_pending(self) -> int:
+        """Hand this turn's entries to the log in one append (synced by the committer);
+        returns the last index handed over."""
         if self._unpersisted:
             self._group_log.append(self._unpersisted)
             self._unpersisted = []
+        return self._next_index - 1
 
-    def apply_pending(self) -> None:
+    def apply_pending(self, upto: int) -> None:
+        """Apply and answer the entries up to `upto`, which a sync made durable."""
         pending = self._pending
         apply = self.state_machine.apply
-        while pending:
+        while pending and pending[0][0] <= upto:
             index, data, d = pending.popleft()
             d.callback(apply(index, data))
         self._maybe_compact()
+
+    def fail_pending(self, upto: int, failure) -> None:
+        pending = self._pending
+        while pending and pending[0][0] <= upto:
+            _, _, d = pending.popleft()
+            d.errback(StorageError(f"the log could not be synced: {failure.getErrorMessage()}"))
+        self.stopped = True
 
     def read(self, name: str, args: list[bytes], now_ms: int, seed: int = 0) -> Any:
         return self.state_machine.read(name, args, now_ms, seed)

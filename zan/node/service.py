@@ -16,6 +16,7 @@ import mmh3
 from twisted.application import service
 from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.web.server import Site
 
@@ -129,7 +130,10 @@ class NodeService(service.MultiService):
         if config.replicated:
             self._open_cluster()
             return
-        self.committer = GroupCommitter(self.reactor, self.log_store)
+        self.committer = GroupCommitter(
+            self.reactor, self.log_store,
+            sync_runner=lambda sync: deferToThreadPool(
+                self.reactor, self.reactor.getThreadPool(), sync))
         for ns in config.namespaces:
             options = KeyspaceOptions(expiration_policy=ns.expiration_policy)
             for pid in range(ns.partition_num):
@@ -173,6 +177,8 @@ class NodeService(service.MultiService):
         def stop_cluster(result):
             if self.cluster is not None:
                 return self.cluster.stop().addBoth(lambda _: result)
+            if self.committer is not None:
+                return self.committer.quiesce().addBoth(lambda _: result)
             return result
 
         def close(result):
@@ -184,8 +190,7 @@ class NodeService(service.MultiService):
         if self.log_store is None:
             return
         if self.committer is not None:
-            self.committer.flush()
-            self.committer.cancel()
+            self.committer.close()
         for partition in self._partitions.values():
             partition.stop()
             partition.state_machine.engine.close()
