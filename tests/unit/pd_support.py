@@ -51,7 +51,7 @@ class PDEnv(Env):
                 pd.lock._lose("crashed")
         self.net.flush()
 
-    def add_node(self, i: int, ttl: int | None = 30, **tags) -> str:
+    def add_node(self, i: int, ttl: int | None = None, **tags) -> str:
         nid = node_id(i)
         info = NodeInfo(id=nid, reg_id=i, node_ip=f"10.0.0.{i}", hostname=f"h{i}",
                         redis_port="12381", http_port="12380", version="0.1", tags=tags)
