@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
-from tests.unit.etcd_support import Env, result
+from tests.unit.etcd_support import Env
 from zan.pd import keys
 from zan.pd.api import PDHTTPAPI
 from zan.pd.config import build_config
@@ -76,7 +77,9 @@ class PDEnv(Env):
             self.advance(0.05, step=0.05)
             seconds -= 0.05
         assert box, "did not complete"
-        return result(d)
+        if isinstance(box[0], Failure):
+            box[0].raiseException()
+        return box[0]
 
     def http(self, pd: PDCoordinator) -> "Http":
         return Http(self, PDHTTPAPI(pd))
@@ -98,7 +101,9 @@ class Http:
             self.stub.flush()
             self.env.clock.advance(0.01)
         assert box, "no HTTP answer"
-        return result(d)
+        if isinstance(box[0], Failure):
+            box[0].raiseException()
+        return box[0]
 
     def call(self, method: str, path: str, **params) -> tuple[int, bytes]:
         url = "http://pd" + path
