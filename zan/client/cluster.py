@@ -33,7 +33,8 @@ from twisted.logger import Logger
 from zan.client.pd import DataNode, PartitionMap, PartitionTracker, PDClient
 from zan.errors import ClusterError, ProtocolError
 
-__all__ = ["ZanClient", "NoPartitionNode", "is_cluster_changed", "error_text"]
+__all__ = ["ZanClient", "NoPartitionNode", "is_cluster_changed", "error_text",
+           "txredisapi_connection"]
 
 Address = tuple[str, int]
 
@@ -93,6 +94,27 @@ def _decode_adv_cursor(cursor: bytes) -> dict[int, bytes]:
 def _encode_adv_cursor(states: Mapping[int, bytes]) -> bytes:
     text = b"".join(b"%d:%s;" % (pid, base64.b64encode(c)) for pid, c in sorted(states.items()))
     return base64.b64encode(text)
+
+
+class _TxRedisConnection:
+    """A txredisapi connection pool seen through the `execute(*argv)` seam."""
+
+    def __init__(self, pool):
+        self._pool = pool
+
+    def execute(self, *argv) -> Deferred:
+        return self._pool.execute_command(*argv)
+
+    def close(self) -> Deferred:
+        return self._pool.disconnect()
+
+
+def txredisapi_connection(host: str, port: int, pool_size: int = 4) -> _TxRedisConnection:
+    """A `conn_factory` on txredisapi, returning raw bytes (`charset=None,
+    convertNumbers=False`).  txredisapi connects through the global reactor."""
+    import txredisapi
+    return _TxRedisConnection(txredisapi.lazyConnectionPool(
+        host, port, poolsize=pool_size, reconnect=True, charset=None, convertNumbers=False))
 
 
 class ZanClient:
@@ -220,7 +242,7 @@ class ZanClient:
         attempt = 0
         while True:
             if self._closed:
-                raise ClusterError("ERR_CLUSTER_CHANGED: client closed")
+                raise ClusterError("ERR client closed")
             try:
                 return await op(await self._map())
             except Exception as e:
@@ -331,8 +353,8 @@ class ZanClient:
     # --- scan -----------------------------------------------------------------------
 
     async def scan(self, table: bytes | str, match: bytes | str | None = None, count: int = 100,
-                   type: str = "KV") -> AsyncIterator[bytes]:
-        """Every key of `table` (of the given ZanRedisDB scan type: KV, HASH, LIST, SET,
+                   kind: str = "KV") -> AsyncIterator[bytes]:
+        """Every key of `table` (of the ZanRedisDB scan type `kind`: KV, HASH, LIST, SET,
         ZSET), as `table:key` the way the nodes return them; order is kept only within a
         partition.
 
@@ -345,12 +367,12 @@ class ZanClient:
         states: dict[int, bytes] = {pid: b"" for pid in range(pmap.partition_num)}
         opts = [b"MATCH", _as_bytes(match)] if match is not None else []
         opts += [b"COUNT", b"%d" % count]
-        kind = _as_bytes(type).upper()
+        kind_arg = _as_bytes(kind).upper()
         found: list[bytes] = []
 
         async def one_node(conn, pids: list[int]) -> None:
             cursor = _encode_adv_cursor({pid: states[pid] for pid in pids})
-            reply = await conn.execute(b"ADVSCAN", self._prefix + table + b":" + cursor, kind, *opts)
+            reply = await conn.execute(b"ADVSCAN", self._prefix + table + b":" + cursor, kind_arg, *opts)
             next_cursor, keys = reply
             remaining = _decode_adv_cursor(bytes(next_cursor))
             for pid in pids:
