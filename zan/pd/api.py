@@ -115,9 +115,9 @@ class PDHTTPAPI:
                           uri=request.uri)
         return _json(request, {"message": "internal error"}, 500)
 
-    def _leader(self, message: str = "Not leader") -> None:
+    def _leader(self, not_leader_400: bool = False) -> None:
         if not self.coord.is_leader:
-            raise NotPDLeader(message) if message != _NOT_LEADER_400 else _NotLeader400()
+            raise _NotLeader400() if not_leader_400 else NotPDLeader()
 
     # --- lookups (any PD) -----------------------------------------------------------
 
@@ -195,12 +195,12 @@ class PDHTTPAPI:
 
     @app.route("/cluster/stats", methods=["GET"])
     def cluster_stats(self, request):
-        self._leader(_NOT_LEADER_400)
+        self._leader(not_leader_400=True)
         return _json(request, self.coord.stats())
 
     @app.route("/cluster/balance", methods=["POST"])
     def cluster_balance(self, request):
-        self._leader(_NOT_LEADER_400)
+        self._leader(not_leader_400=True)
         enable = _arg(request, "enable")
         if enable not in ("true", "false"):
             raise BadRequest("INVALID_ARG_ENABLE")
@@ -211,7 +211,7 @@ class PDHTTPAPI:
 
     @app.route("/cluster/namespace/create", methods=["POST"])
     async def namespace_create(self, request):
-        self._leader(_NOT_LEADER_400)
+        self._leader(not_leader_400=True)
         ns = _arg(request, "namespace")
         if not ns:
             raise BadRequest("MISSING_ARG_NAMESPACE")
@@ -267,7 +267,7 @@ class PDHTTPAPI:
 
     @app.route("/cluster/namespace/meta/update", methods=["POST"])
     async def namespace_meta_update(self, request):
-        self._leader(_NOT_LEADER_400)
+        self._leader(not_leader_400=True)
         ns = _arg(request, "namespace")
         if not ns:
             raise BadRequest("MISSING_ARG_NAMESPACE")

@@ -25,7 +25,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from zan import __version__
-from zan.errors import BadRequest, ClusterError, NotFound, ZanError
+from zan.errors import BadRequest, NotFound, ZanError
 from zan.etcd.client import EtcdClient, Node
 from zan.etcd.errors import EtcdError
 from zan.etcd.lock import LeaderLock, TTLRegistration
