@@ -237,10 +237,29 @@ class ZanClient:
     def _backoff(self, attempt: int) -> float:
         return min(self.max_backoff, 0.005 + 0.005 * (2 << attempt))
 
-    async def _with_retry(self, op: Callable[[PartitionMap], Awaitable[Any]], what: str):
-        started = self._reactor.seconds()
+    async def _with_retry(self, op: Callable[[PartitionMap], Awaitable[Any]], what: str,
+                          failed: BaseException | None = None, started: float | None = None):
+        """`op(map)` until it succeeds, fails with an error not worth retrying, or the tries
+        are used up; `failed` is the error of a first try already made at `started`."""
+        started = self._reactor.seconds() if started is None else started
         attempt = 0
         while True:
+            if failed is not None:
+                attempt += 1
+                if attempt >= self.max_tries and \
+                        self._reactor.seconds() - started >= self.retry_timeout:
+                    self._log.info("{what}: giving up after {n} tries: {error}",
+                                   what=what, n=attempt, error=error_text(failed))
+                    raise failed
+                self._log.debug("{what}: try {n} failed ({error}); refreshing the map",
+                                what=what, n=attempt, error=error_text(failed))
+                try:
+                    await self._tracker.refresh()
+                except Exception as e:
+                    # Keep the old map: the command's own error is the one worth reporting.
+                    self._log.info("map refresh failed: {error}", error=error_text(e))
+                await deferLater(self._reactor, self._backoff(attempt), lambda: None)
+                failed = None
             if self._closed:
                 raise ClusterError("ERR client closed")
             try:
@@ -248,25 +267,19 @@ class ZanClient:
             except Exception as e:
                 if not self._retryable(e):
                     raise
-                attempt += 1
-                elapsed = self._reactor.seconds() - started
-                if attempt >= self.max_tries and elapsed >= self.retry_timeout:
-                    self._log.info("{what}: giving up after {n} tries: {error}",
-                                   what=what, n=attempt, error=error_text(e))
-                    raise
-                self._log.debug("{what}: try {n} failed ({error}); refreshing the map",
-                                what=what, n=attempt, error=error_text(e))
-            try:
-                await self._tracker.refresh()
-            except Exception as e:
-                # Keep the old map: the command's own error is the one worth reporting.
-                self._log.info("map refresh failed: {error}", error=error_text(e))
-            await deferLater(self._reactor, self._backoff(attempt), lambda: None)
+                failed = e
 
-    async def _on_partition(self, pid: int, argv: Sequence[bytes]):
+    async def _retried_map(self) -> PartitionMap:
+        """The map, asking PD (with the usual retries) if there is none yet."""
+        if self._tracker.current is not None:
+            return self._tracker.current
+        return await self._with_retry(succeed, "partition map lookup")
+
+    async def _on_partition(self, pid: int, argv: Sequence[bytes],
+                            failed: BaseException | None = None, started: float | None = None):
         def op(pmap: PartitionMap):
             return self._leader_conn(pmap, pid).execute(*argv)
-        return await self._with_retry(op, argv[0].decode("utf-8", "replace"))
+        return await self._with_retry(op, argv[0].decode("utf-8", "replace"), failed, started)
 
     def _group(self, keys: Iterable[bytes | str], pmap: PartitionMap) -> dict[int, list[int]]:
         """pid -> positions of the keys of that partition, in order."""
@@ -292,11 +305,26 @@ class ZanClient:
         if len(argv) < 2:
             raise ValueError("execute needs a command and a key")
         args = [_as_bytes(a) for a in argv]
-        args[1] = self.full_key(args[1])
-        return Deferred.fromCoroutine(self._execute(args))
+        args[1] = key = self.full_key(args[1])
+        pmap = self._tracker.current
+        if pmap is None:
+            return Deferred.fromCoroutine(self._execute(args))
+        # The common case stays a plain Deferred chain: a coroutine per command costs more
+        # than the routing itself.
+        pid = pmap.partition_of(key[len(self._prefix):])
+        node = pmap.leader(pid)
+        if node is None:
+            return Deferred.fromCoroutine(self._on_partition(pid, args))
+        started = self._reactor.seconds()
+        return self._conn(node).execute(*args).addErrback(self._retry_first, pid, args, started)
+
+    def _retry_first(self, failure, pid: int, args: list[bytes], started: float):
+        if not self._retryable(failure.value):
+            return failure
+        return Deferred.fromCoroutine(self._on_partition(pid, args, failure.value, started))
 
     async def _execute(self, args: list[bytes]):
-        pmap = await self._map()
+        pmap = await self._retried_map()
         return await self._on_partition(pmap.partition_of(args[1][len(self._prefix):]), args)
 
     def mget(self, *keys: bytes | str) -> Deferred:
@@ -306,7 +334,7 @@ class ZanClient:
     async def _mget(self, keys: list[bytes]) -> list[bytes | None]:
         if not keys:
             return []
-        groups = self._group(keys, await self._map())
+        groups = self._group(keys, await self._retried_map())
         replies = await self._fan_out(
             [self._on_partition(pid, [b"MGET", *(keys[i] for i in pos)]) for pid, pos in groups.items()])
         out: list[bytes | None] = [None] * len(keys)
@@ -324,7 +352,7 @@ class ZanClient:
     async def _mset(self, pairs: list[tuple[bytes, bytes]]) -> None:
         if not pairs:
             return None
-        groups = self._group([k for k, _ in pairs], await self._map())
+        groups = self._group([k for k, _ in pairs], await self._retried_map())
         calls = []
         for pid, pos in groups.items():
             argv = [b"MSET"]
@@ -345,7 +373,7 @@ class ZanClient:
     async def _count(self, name: bytes, keys: list[bytes]) -> int:
         if not keys:
             return 0
-        groups = self._group(keys, await self._map())
+        groups = self._group(keys, await self._retried_map())
         replies = await self._fan_out(
             [self._on_partition(pid, [name, *(keys[i] for i in pos)]) for pid, pos in groups.items()])
         return sum(int(r) for r in replies)
@@ -363,7 +391,7 @@ class ZanClient:
         more partitions than it leads never yields a key twice.
         """
         table = _as_bytes(table)
-        pmap = await self._map()
+        pmap = await self._retried_map()
         states: dict[int, bytes] = {pid: b"" for pid in range(pmap.partition_num)}
         opts = [b"MATCH", _as_bytes(match)] if match is not None else []
         opts += [b"COUNT", b"%d" % count]
