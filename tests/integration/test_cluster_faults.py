@@ -407,10 +407,10 @@ class RegisterClients:
                 last_seen[key] = args["value"].encode()
 
 
-def _run_linearizable(cycles: int, settle: float) -> None:
+def _run_linearizable(cycles: int, settle: float, keys_per_partition: int = 4) -> None:
     # Many keys: an unknown write may take effect at any later moment, so each one a key
     # has multiplies the checker's search; spread them thin.
-    keys = [key for pid in range(3) for key in keys_of(pid, 4, "reg", 3)]
+    keys = [key for pid in range(3) for key in keys_of(pid, keys_per_partition, "reg", 3)]
     with StaticClusterProcs(3, namespaces=_namespaces(3), proxies=True,
                             extra_conf={"proposal_timeout_ms": 2000}) as cluster:
         with RegisterClients(cluster, keys) as clients:
@@ -450,7 +450,7 @@ def test_register_history_is_linearizable_under_faults():
 
 @pytest.mark.slow
 def test_register_history_is_linearizable_under_many_faults():
-    _run_linearizable(cycles=6, settle=1.5)
+    _run_linearizable(cycles=6, settle=1.5, keys_per_partition=16)
 
 
 # -- 4. bad input on the Raft port and the cluster HTTP routes --------------------------------
