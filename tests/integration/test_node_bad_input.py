@@ -12,8 +12,11 @@ pytestmark = pytest.mark.integration
 def _exchange(port, data: bytes, timeout=5.0) -> bytes:
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the server closed on us mid-send (it refuses oversized input)
         out = b""
         while True:
             try:
@@ -39,6 +42,7 @@ HOSTILE = [
     b"\"unbalanced\r\n",
     b"GET 'x\r\n",
     b"*2\r\n$3\r\nGET\r\n$3\r\nfo",              # truncated frame
+    b"y" * 70000,                            # just over the inline limit, all of it read
     b"x" * (1 << 20),                        # 1 MiB line without a newline
     b"\x00\xff\xfe garbage\r\n",
     b"PING\r\nPING\r\n*1\r\n$4\r\nPING\r\n",  # inline + multibulk mixed
@@ -47,7 +51,15 @@ HOSTILE = [
 
 @pytest.mark.parametrize("payload", HOSTILE, ids=lambda p: repr(p[:20]))
 def test_hostile_payload_matches_redis(zan_node, redis_server, payload):
-    assert _exchange(zan_node.redis_port, payload) == _exchange(redis_server.port, payload)
+    mine, theirs = _exchange(zan_node.redis_port, payload), _exchange(redis_server.port, payload)
+    if len(payload) > 200_000:
+        # Both servers answer and close while most of the payload is unread, so the kernel
+        # may reset the connection before the reply is read: what did arrive must be the
+        # error Redis sends.
+        expected = b"-ERR Protocol error: too big inline request\r\n"
+        assert mine in (expected, b"") and theirs in (expected, b"")
+    else:
+        assert mine == theirs
     # And the node keeps serving everyone else.
     c = RawClient(zan_node.redis_port)
     assert c.call("ping") == b"PONG"
