@@ -10,7 +10,7 @@ removal in the middle (LINSERT, LREM) moves elements, and then only the shorter 
 from __future__ import annotations
 
 from zan.commands.table import DENYOOM, FAST, READONLY, WRITE, Route, command
-from zan.commands.util import parse_int
+from zan.commands.util import clamp_range, parse_int
 from zan.errors import NO_SUCH_KEY, OUT_OF_RANGE, SYNTAX, RespError, wrong_arity
 from zan.resp.types import NULL_ARRAY, OK
 from zan.store import codec
@@ -134,21 +134,6 @@ class ListView:
             store_meta(self.txn, self.pk, self.meta)
 
 
-def _clamp_range(start: int, end: int, size: int) -> tuple[int, int]:
-    """Redis's inclusive [start, end] with negative indexes -> half-open [lo, hi)."""
-    if start < 0:
-        start += size
-    if end < 0:
-        end += size
-    if start < 0:
-        start = 0
-    if start > end or start >= size:
-        return 0, 0
-    if end >= size:
-        end = size - 1
-    return start, end + 1
-
-
 # -- push ---------------------------------------------------------------------------
 
 def _push(txn: Txn, args: list[bytes], left: bool, only_existing: bool) -> int:
@@ -252,7 +237,7 @@ def lrange(txn: Txn, args: list[bytes]):
     lst = ListView.open(txn, args[0])
     if lst is None:
         return []
-    lo, hi = _clamp_range(start, end, lst.size)
+    lo, hi = clamp_range(start, end, lst.size)
     return lst.values(lo, hi)
 
 
@@ -331,7 +316,7 @@ def ltrim(txn: Txn, args: list[bytes]):
     lst = ListView.open(txn, args[0])
     if lst is None:
         return OK
-    lo, hi = _clamp_range(start, end, lst.size)
+    lo, hi = clamp_range(start, end, lst.size)
     if hi - lo == lst.size:
         return OK
     for i in range(0, lo):

@@ -6,7 +6,7 @@ import re
 
 from zan.errors import NOT_INTEGER, RespError
 
-__all__ = ["parse_int", "parse_int_or", "INT64_MIN", "INT64_MAX", "upper"]
+__all__ = ["parse_int", "parse_int_or", "INT64_MIN", "INT64_MAX", "upper", "clamp_range"]
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
@@ -30,3 +30,19 @@ def parse_int_or(raw: bytes, default_error: str) -> int:
 
 def upper(raw: bytes) -> bytes:
     return raw.upper()
+
+
+def clamp_range(start: int, end: int, size: int) -> tuple[int, int]:
+    """Redis's inclusive [start, end] with negative indexes (LRANGE, ZRANGE ...) as a
+    half-open [lo, hi) over `size` elements; (0, 0) when empty."""
+    if start < 0:
+        start += size
+    if end < 0:
+        end += size
+    if start < 0:
+        start = 0
+    if start > end or start >= size:
+        return 0, 0
+    if end >= size:
+        end = size - 1
+    return start, end + 1

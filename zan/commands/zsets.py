@@ -18,7 +18,7 @@ import math
 
 from zan.commands.table import DENYOOM, FAST, READONLY, WRITE, Route, command
 from zan.commands.collection_scan import END_TOKEN, parse_scan_options, scan_page
-from zan.commands.util import parse_int
+from zan.commands.util import clamp_range, parse_int
 from zan.commands.zset_args import (
     LexRange, ScoreRange, format_score, parse_lex_range, parse_score, parse_score_range,
 )
@@ -178,20 +178,6 @@ def _flat(items, withscores: bool) -> list[bytes]:
     else:
         out.extend(member for _, member in items)
     return out
-
-
-def _clamp(start: int, end: int, size: int) -> tuple[int, int]:
-    if start < 0:
-        start += size
-    if end < 0:
-        end += size
-    if start < 0:
-        start = 0
-    if start > end or start >= size:
-        return 0, 0
-    if end >= size:
-        end = size - 1
-    return start, end + 1
 
 
 def _limit(items, offset: int, limit: int):
@@ -438,7 +424,7 @@ def _range_request(args: list[bytes], first: int, store: bool, kind: str | None,
 
 def _range_items(zs: ZSetView, kind: str, reverse: bool, bounds, offset: int, limit: int):
     if kind == _RANK:
-        lo, hi = _clamp(bounds[0], bounds[1], zs.count)
+        lo, hi = clamp_range(bounds[0], bounds[1], zs.count)
         return zs.by_rank(lo, hi, reverse)
     if offset > 0 and offset >= zs.count:
         return iter(())
@@ -520,7 +506,7 @@ def zremrangebyrank(txn: Txn, args: list[bytes]):
     zs = ZSetView.open(txn, args[0])
     if zs is None:
         return 0
-    lo, hi = _clamp(start, end, zs.count)
+    lo, hi = clamp_range(start, end, zs.count)
     return _remove_all(zs, list(zs.by_rank(lo, hi)))
 
 
