@@ -88,12 +88,15 @@ def test_synchronous_replies_in_one_write():
 
 
 def test_out_of_order_deferreds_reply_in_command_order():
-    proto, transport, d, *_ = connect()
+    proto, transport, d, clock, _ = connect()
     proto.dataReceived(cmds([b"WAIT", b"1"], [b"ECHO", b"x"], [b"WAIT", b"2"], [b"ECHO", b"y"], [b"DONE"]))
     assert transport.value() == b""
     d.waiting[b"2"].callback(b"second")
+    clock.advance(0)
     assert transport.value() == b""
     d.waiting[b"1"].callback(b"first")
+    assert transport.value() == b""      # replies completed in a turn go out at its end
+    clock.advance(0)
     assert transport.value() == b"$5\r\nfirst\r\n$1\r\nx\r\n$6\r\nsecond\r\n$1\r\ny\r\n$4\r\ndone\r\n"
 
 
@@ -115,20 +118,22 @@ def test_internal_exception_is_logged_and_connection_survives():
 
 
 def test_deferred_internal_failure():
-    proto, transport, d, *_ = connect()
+    proto, transport, d, clock, _ = connect()
     proto.dataReceived(cmds([b"WAIT", b"1"]))
     with capturedLogs() as events:
         d.waiting[b"1"].errback(ValueError("bug"))
+    clock.advance(0)
     assert transport.value() == b"-ERR internal error\r\n"
     assert events
 
 
 def test_protocol_error_after_preceding_replies_then_close():
-    proto, transport, d, *_ = connect()
+    proto, transport, d, clock, _ = connect()
     proto.dataReceived(cmds([b"ECHO", b"a"], [b"WAIT", b"1"]) + b"*1\r\n*1\r\n" + cmds([b"ECHO", b"never"]))
     assert transport.value() == b"$1\r\na\r\n"
     assert not transport.disconnecting
     d.waiting[b"1"].callback(b"late")
+    clock.advance(0)
     assert transport.value() == b"$1\r\na\r\n$4\r\nlate\r\n-ERR Protocol error: expected '$', got '*'\r\n"
     assert transport.disconnecting
     assert [a[0] for a in d.seen] == [b"ECHO", b"WAIT"]
@@ -154,17 +159,20 @@ def test_transport_back_pressure_pauses_reading_and_commands():
 
 
 def test_too_many_pending_replies_pause_reading():
-    proto, transport, d, *_ = connect(max_pending=2)
+    proto, transport, d, clock, _ = connect(max_pending=2)
     proto.dataReceived(cmds([b"WAIT", b"1"], [b"WAIT", b"2"], [b"ECHO", b"x"], [b"WAIT", b"3"]))
     assert len(d.seen) == 2
     assert transport.producerState == "paused"
     d.waiting[b"1"].callback(b"one")
+    clock.advance(0)
     assert transport.value() == b"$3\r\none\r\n"
     assert [a[0] for a in d.seen] == [b"WAIT", b"WAIT", b"ECHO"]
     d.waiting[b"2"].callback(b"two")
+    clock.advance(0)
     assert len(d.seen) == 4
     assert transport.producerState == "producing"
     d.waiting[b"3"].callback(b"three")
+    clock.advance(0)
     assert transport.value() == b"$3\r\none\r\n$3\r\ntwo\r\n$1\r\nx\r\n$5\r\nthree\r\n"
 
 

@@ -25,6 +25,7 @@ def test_pending_replies_are_awaited_then_the_connection_closes():
     assert transport.value() == b"$1\r\na\r\n"
     assert not transport.disconnecting
     dispatcher.waiting[b"w"].callback(b"late")
+    clock.advance(0)
     assert transport.value() == b"$1\r\na\r\n$4\r\nlate\r\n$1\r\nb\r\n"
     assert transport.disconnecting
 
@@ -36,6 +37,7 @@ def test_commands_held_back_by_the_pending_limit_still_run():
     assert [a[0] for a in dispatcher.seen] == [b"WAIT", b"WAIT"]
     dispatcher.waiting[b"1"].callback(b"one")
     dispatcher.waiting[b"2"].callback(b"two")
+    clock.advance(0)
     assert dispatcher.seen[-1] == [b"ECHO", b"after"]
     assert transport.value() == b"$3\r\none\r\n$3\r\ntwo\r\n$5\r\nafter\r\n"
     assert transport.disconnecting

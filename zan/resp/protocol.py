@@ -264,6 +264,13 @@ class RespServerProtocol(Protocol):
     def _slot_done(self) -> None:
         if self._lost or self._processing:
             return  # dropped, or _process flushes when it returns
+        # Replies completed together (a group commit answers a whole pipeline at once) go
+        # out in one write at the end of this reactor turn, not one write each.
+        self.factory.flush_soon(self)
+
+    def _deferred_flush(self) -> None:
+        if self._lost:
+            return
         self._flush()
         if self._reading_paused and not self._transport_paused and len(self._queue) < self.factory.max_pending:
             self._process()
@@ -379,6 +386,19 @@ class RespServerFactory(Factory):
         self.auth_required = auth_required
         self.connections: dict[int, RespServerProtocol] = {}
         self._ids = itertools.count(1)
+        self._to_flush: dict[int, RespServerProtocol] = {}
+        self._flush_call = None
+
+    def flush_soon(self, proto: RespServerProtocol) -> None:
+        self._to_flush[proto.client.id] = proto
+        if self._flush_call is None:
+            self._flush_call = self.clock.callLater(0, self._flush_all)
+
+    def _flush_all(self) -> None:
+        self._flush_call = None
+        protos, self._to_flush = self._to_flush, {}
+        for proto in protos.values():
+            proto._deferred_flush()
 
     def buildProtocol(self, addr: IAddress) -> RespServerProtocol:
         now = self.clock.seconds()
