@@ -21,7 +21,7 @@ from zan.store.engine import LevelDBEngine
 from zan.store.keyspace import DEFAULT_OPTIONS
 from zan.store.statemachine import PartitionStateMachine, encode_command_entry
 
-__all__ = ["PartitionHarness", "normalize", "Err"]
+__all__ = ["PartitionHarness", "normalize", "Err", "scan_to_end"]
 
 
 class Err(str):
@@ -97,3 +97,20 @@ class PartitionHarness:
 
     def close(self) -> None:
         self.engine.close()
+
+
+def scan_to_end(call, argv):
+    """Run a key scan, ``argv`` = ``[HSCAN|SSCAN|ZSCAN, key, *options]`` (no cursor), page
+    by page to its end through ``call``; returns (error or None, every item collected)."""
+    name, key, opts = argv[0], argv[1], argv[2:]
+    cursor = "0"
+    items = []
+    for _ in range(1000):
+        reply = normalize(call(name, key, cursor, *opts))
+        if isinstance(reply, Err):
+            return reply, None
+        cursor, page = reply
+        items += page
+        if cursor in (b"0", 0):
+            return None, items
+    raise AssertionError("scan did not finish")

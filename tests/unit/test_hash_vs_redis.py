@@ -7,8 +7,7 @@ import random
 
 import pytest
 
-from tests.support.harness import Err, normalize
-from zan.commands.registry import REGISTRY
+from tests.support.harness import Err, normalize, scan_to_end
 
 KEYS = ["h1", "h2", "h3", "str"]
 _KEY_WEIGHTS = [4, 4, 2, 1]
@@ -73,26 +72,8 @@ def _random_command(rng: random.Random) -> list[str]:
 
 
 def _keys_command(rng: random.Random, k: str) -> list[str]:
-    """DEL / EXPIRE 0 if the keys family is there (both delete at once in Redis)."""
-    choices = [c for c in (["del", k], ["expire", k, "0"], ["exists", k], ["type", k])
-               if c[0] in REGISTRY]
-    return rng.choice(choices) if choices else ["hlen", k]
-
-
-def _scan_all(call, argv):
-    """Run a scan to its end; (error or None, collected items)."""
-    key, opts = argv[1], argv[2:]
-    cursor = "0"
-    items = []
-    for _ in range(1000):
-        reply = normalize(call("hscan", key, cursor, *opts))
-        if isinstance(reply, Err):
-            return reply, None
-        cursor, page = reply
-        items += page
-        if cursor in (b"0", 0):
-            return None, items
-    raise AssertionError("scan did not finish")
+    """Key-level commands on a key of this family (DEL and EXPIRE 0 delete at once)."""
+    return rng.choice([["del", k], ["expire", k, "0"], ["exists", k], ["type", k]])
 
 
 def _pairs(flat):
@@ -134,8 +115,8 @@ def _run(part, redis, seed: int, n: int) -> None:
         argv = _random_command(rng)
         name = argv[0]
         if name == "hscan":
-            ours = _scan_all(part.call, argv)
-            theirs = _scan_all(redis.call, argv)
+            ours = scan_to_end(part.call, argv)
+            theirs = scan_to_end(redis.call, argv)
             if ours[1] is not None and theirs[1] is not None:
                 assert _pairs(ours[1]) == _pairs(theirs[1]), (seed, step, argv)
             else:
@@ -186,6 +167,6 @@ def test_large_hash_scan_and_reads_match_redis(part, redis):
     for argv in (["hlen", "big"], ["hget", "big", "field:7"], ["hdel", "big", "field:1", "zz"]):
         assert part.ncall(*argv) == normalize(redis.call(*argv))
     for opts in ([], ["COUNT", "7"], ["MATCH", "field:1*", "COUNT", "20"]):
-        ours = _scan_all(part.call, ["hscan", "big"] + opts)
-        theirs = _scan_all(redis.call, ["hscan", "big"] + opts)
+        ours = scan_to_end(part.call, ["hscan", "big"] + opts)
+        theirs = scan_to_end(redis.call, ["hscan", "big"] + opts)
         assert _pairs(ours[1]) == _pairs(theirs[1]), opts

@@ -8,7 +8,6 @@ import random
 import pytest
 
 from tests.support.harness import normalize
-from zan.commands.registry import REGISTRY
 
 KEYS = ["l1", "l2", "l3", "str", "zs"]
 VALUES = ["a", "b", "c", "a", "", "dd", "b"]
@@ -71,8 +70,7 @@ def random_list_command(rng: random.Random) -> list[str]:
         return [cmd, key, rng.choice(KEYS)]
     if cmd == "set":
         return ["set", "str", rng.choice(VALUES)]
-    if rng.random() < 0.05 and "type" in REGISTRY:
-        # Key-level commands, when the keys family is there.
+    if rng.random() < 0.05:
         return rng.choice([["del", key], ["type", key], ["exists", key]])
     if cmd == "zadd":
         return ["zadd", "zs", str(rng.randint(0, 3)), rng.choice(VALUES)]
@@ -126,8 +124,6 @@ def test_long_list_edges(part, redis):
 
 
 def test_expiry_of_a_list(part):
-    if "pexpire" not in REGISTRY:
-        pytest.skip("the keys family is not available")
     part.call("rpush", "l", "a", "b")
     part.call("pexpire", "l", "100")
     part.advance(99)

@@ -9,8 +9,7 @@ import random
 
 import pytest
 
-from tests.support.harness import Err, normalize
-from zan.commands.registry import REGISTRY
+from tests.support.harness import Err, normalize, scan_to_end
 
 KEYS = ["s1", "s2", "s3", "str", "h"]
 _KEY_WEIGHTS = [5, 5, 3, 1, 1]
@@ -66,24 +65,8 @@ def _sintercard(rng: random.Random, keys: list[str]) -> list[str]:
 
 
 def _keys_command(rng: random.Random, k: str) -> list[str]:
-    choices = [c for c in (["del", k], ["expire", k, "0"], ["exists", k], ["type", k])
-               if c[0] in REGISTRY]
-    return rng.choice(choices) if choices else ["scard", k]
-
-
-def _scan_all(call, argv):
-    key, opts = argv[1], argv[2:]
-    cursor = "0"
-    items = []
-    for _ in range(1000):
-        reply = normalize(call("sscan", key, cursor, *opts))
-        if isinstance(reply, Err):
-            return reply, None
-        cursor, page = reply
-        items += page
-        if cursor in (b"0", 0):
-            return None, items
-    raise AssertionError("scan did not finish")
+    """Key-level commands on a key of this family (DEL and EXPIRE 0 delete at once)."""
+    return rng.choice([["del", k], ["expire", k, "0"], ["exists", k], ["type", k]])
 
 
 def _members(redis, key):
@@ -137,7 +120,7 @@ def _run(part, redis, seed: int, n: int) -> None:
         argv = _random_command(rng)
         name = argv[0]
         if name == "sscan":
-            ours, theirs = _scan_all(part.call, argv), _scan_all(redis.call, argv)
+            ours, theirs = scan_to_end(part.call, argv), scan_to_end(redis.call, argv)
             if ours[1] is not None and theirs[1] is not None:
                 assert sorted(ours[1]) == sorted(theirs[1]), (seed, step, argv)
             else:
@@ -182,6 +165,6 @@ def test_large_set_operations_match_redis(part, redis):
                  ["sdiffstore", "a", "a", "b"], ["scard", "a"], ["sunionstore", "b", "b"]):
         assert part.ncall(*argv) == normalize(redis.call(*argv)), argv
     for opts in ([], ["COUNT", "13"], ["MATCH", "1*"]):
-        ours, theirs = _scan_all(part.call, ["sscan", "c"] + opts), _scan_all(
+        ours, theirs = scan_to_end(part.call, ["sscan", "c"] + opts), scan_to_end(
             redis.call, ["sscan", "c"] + opts)
         assert sorted(ours[1]) == sorted(theirs[1]), opts
