@@ -8,7 +8,6 @@ sorted node list (its first node is the preferred leader).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import treq
@@ -185,35 +184,7 @@ class StaticCluster:
                 self._fetch_snapshot(gid, m)
                 continue
             if gid in self.by_group:
-                if m.type == MessageType.HEARTBEAT or (
-                        m.type == MessageType.APP_RESP and m.reject):
-                    m = self._lost_log(gid, m)
                 step(gid, m)
-
-    def _lost_log(self, gid: int, m):
-        """A replica whose data directory was wiped comes back under the same id with an
-        empty log, while the leader still counts the entries it had acknowledged.  Raft
-        assumes that never happens (etcd panics): the leader's heartbeat then commits past
-        our log, and it ignores our rejections as stale, so we would never catch up.  We
-        commit only what we hold, and a leader that hears of a log shorter than the match
-        it recorded probes that replica again, which brings it back by snapshot."""
-        rn = self.driver.raw_node(gid)
-        if m.type == MessageType.HEARTBEAT:
-            last = rn.raft.raft_log.last_index()
-            if m.commit > last:
-                return dataclasses.replace(m, commit=last)
-            return m
-        progress = rn.raft.prs.get(m.frm) if self.driver.is_leader(gid) else None
-        if progress is not None and m.reject_hint < progress.match:
-            self._log.warn("group {group}: replica {replica} lost its log (has {hint}, had "
-                           "acknowledged {match}); probing it from the start", group=gid,
-                           replica=m.frm, hint=m.reject_hint, match=progress.match)
-            # The commit index never moves back, so forgetting the match only means new
-            # entries need the other replicas for their quorum until this one is back.
-            progress.match = 0
-            progress.become_probe()
-            progress.next = m.index + 1      # so Raft takes this rejection as current
-        return m
 
     # -- snapshots -----------------------------------------------------------------------
 

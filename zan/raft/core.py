@@ -626,6 +626,18 @@ class Raft:
         if m.reject:
             self.logger.debug("{id} received APP rejection (hint {hint}, term {lterm}) from {frm} for index {index}",
                               id=self.id, hint=m.reject_hint, lterm=m.log_term, frm=frm, index=m.index)
+            if m.reject_hint < pr.match:
+                # The follower holds less than it acknowledged: its disk was replaced (Raft
+                # assumes that never happens; etcd panics).  Forget the match and probe it
+                # from what it has, which brings it back by entries or by snapshot.  The
+                # commit index never moves back, so this only delays new commits that
+                # counted on this replica.
+                self.logger.warning("{id} replica {frm} lost its log (has {hint}, had "
+                                    "acknowledged {match}); probing it again", id=self.id,
+                                    frm=frm, hint=m.reject_hint, match=pr.match)
+                pr.match = 0
+                pr.become_probe()
+                pr.next = m.index + 1      # so this rejection counts as the current one
             next_probe = m.reject_hint
             if m.log_term > 0:
                 # Fast backtracking: skip every entry of ours whose term is above the
@@ -804,7 +816,9 @@ class Raft:
                            reject=True, reject_hint=hint_index))
 
     def _handle_heartbeat(self, m: Message) -> None:
-        self.raft_log.commit_to(m.commit)
+        # A leader never sends a commit index past what it knows we hold, unless we lost
+        # our log (a replaced disk): then commit only what we have.
+        self.raft_log.commit_to(min(m.commit, self.raft_log.last_index()))
         self._send(Message(MT.HEARTBEAT_RESP, m.frm, self.id, self.term, context=m.context))
 
     def _handle_snapshot(self, m: Message) -> None:
