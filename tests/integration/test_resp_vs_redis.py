@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from tests.support.processes import free_port
+
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -40,12 +42,6 @@ class Dispatcher:
 reactor.listenTCP(int(sys.argv[1]), RespServerFactory(Dispatcher(), reactor), interface="127.0.0.1")
 reactor.run()
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port, proc):

@@ -15,10 +15,36 @@ import hiredis
 __all__ = ["free_port", "wait_for_port", "RedisServer", "RawClient", "stop_process"]
 
 
+# Ports for servers the tests start come from below the kernel's ephemeral range
+# (32768-60999 on Linux), one slice per xdist worker: a port handed out here and bound a
+# moment later by a child process cannot be taken meanwhile by some outgoing connection
+# or by another worker.
+_PORT_BASE = 20000
+_PORT_SLICE = 3000
+_next_port = None
+
+
+def _worker_index() -> int:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    digits = "".join(ch for ch in worker if ch.isdigit())
+    return int(digits) % 4 if digits else 0
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    global _next_port
+    low = _PORT_BASE + _worker_index() * _PORT_SLICE
+    if _next_port is None:
+        _next_port = low + (os.getpid() % _PORT_SLICE)
+    for _ in range(_PORT_SLICE):
+        port = _next_port
+        _next_port = low + (_next_port - low + 1) % _PORT_SLICE
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port left in this worker's slice")
 
 
 def wait_for_port(port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
