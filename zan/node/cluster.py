@@ -1,21 +1,25 @@
-"""The replicated side of a data node in a static cluster: Raft driver, peer transport,
-one `RaftPartition` per local replica, snapshot transfer and leader forwarding.
+"""The replicated side of a data node: Raft driver, peer transport, one `RaftPartition`
+per local replica, snapshot transfer and leader forwarding.
 
-Placement is fixed by configuration: replica ids are node ids, and partition `pid` of a
-namespace with `replicator` r lives on the r nodes that follow position `pid` in the
-sorted node list (its first node is the preferred leader).
+`ReplicaHost` is what every replicated node shares; where replicas live and how a replica
+id maps to a node is left to its subclasses.  `StaticCluster` takes both from the
+configuration: replica ids are node ids, and partition `pid` of a namespace with
+`replicator` r lives on the r nodes that follow position `pid` in the sorted node list
+(its first node is the preferred leader).  The etcd-coordinated node
+(`zan.node.coordinator`) takes them from the placement PD writes.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 
 import treq
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from zan.errors import NoLeader, NotLeader, NotReady, PartitionNotFound, StorageError, ZanError
+from zan.errors import NoLeader, NotLeader, NotReady, StorageError, ZanError
 from zan.node.config import NamespaceConfig, NodeConfig
 from zan.node.replica import RaftPartition, recover_snapshot_swap, SNAPSHOT_SUFFIX, COMPLETE_MARKER
 from zan.node.snapshot import SnapshotReceiver
@@ -28,7 +32,7 @@ from zan.store.engine import LevelDBEngine
 from zan.store.keyspace import KeyspaceOptions
 from zan.store.statemachine import PartitionStateMachine
 
-__all__ = ["StaticCluster", "replicas_of"]
+__all__ = ["ReplicaHost", "RemotePartition", "StaticCluster", "replicas_of"]
 
 # A follower that asked for a snapshot and never finished fetching it must not leave the
 # leader waiting forever: after this long the leader reports the snapshot as failed.
@@ -40,10 +44,16 @@ def replicas_of(config: NodeConfig, ns: NamespaceConfig, pid: int) -> list[int]:
     return [ids[(pid + i) % len(ids)] for i in range(ns.replicator)]
 
 
-class StaticCluster:
+class ReplicaHost:
+    """Raft groups of the local replicas and everything that links them to other nodes.
+
+    Subclasses say which node hosts a replica (`node_of`), where a node listens
+    (`peer_address`) and how a partition with no local replica is reached (`partition`).
+    """
+
     _log = Logger()
 
-    def __init__(self, node, config: NodeConfig, reactor, log_store, group_id_of, *,
+    def __init__(self, node, config: NodeConfig, reactor, log_store, *, local_node_id: int,
                  transport_factory=None, snapshot_source=None, forward_to=None):
         """The three seams to the other nodes default to the network: the Raft transport,
         where snapshots are fetched from (``snapshot_source(leader_node_id, partition,
@@ -54,7 +64,7 @@ class StaticCluster:
         self.config = config
         self.reactor = reactor
         self.log_store = log_store
-        self._group_id_of = group_id_of
+        self.local_node_id = local_node_id
         make_transport = transport_factory or self._tcp_transport
         self.transport = make_transport(
             self._on_messages, self._on_unreachable,
@@ -65,72 +75,80 @@ class StaticCluster:
                                  proposal_timeout=config.proposal_timeout_ms / 1000.0,
                                  rand=node.rng)
         self.by_group: dict[int, RaftPartition] = {}
-        self._preferred: list[int] = []
-        self._campaign_call = None
         self._fetching: set[int] = set()
         self._snapshot_timers: dict[tuple[int, int], object] = {}
         self._pools: dict[int, RespClientPool] = {}
         self._http = None
-        for peer in config.cluster_nodes:
-            if peer.node_id != config.node_id:
-                host, port = peer.address("raft_addr")
-                self.transport.add_peer(peer.node_id, host, port)
+        self.stopped = False
 
     def _tcp_transport(self, on_messages, on_unreachable, on_snapshot_failed):
         return RaftTransport(
-            self.reactor, self.config.cluster_id, self.config.node_id, on_messages,
-            on_unreachable, resolve_node=lambda gid, replica: replica,
+            self.reactor, self.config.cluster_id, self.local_node_id, on_messages,
+            on_unreachable, resolve_node=self.node_of,
             on_snapshot_failed=on_snapshot_failed)
 
-    # -- replicas ------------------------------------------------------------------------
+    # -- what subclasses decide ------------------------------------------------------------
 
-    def open_partitions(self) -> dict[tuple[str, int], RaftPartition]:
-        out = {}
-        me = self.config.node_id
-        for ns in self.config.namespaces:
-            options = KeyspaceOptions(expiration_policy=ns.expiration_policy)
-            for pid in range(ns.partition_num):
-                replicas = replicas_of(self.config, ns, pid)
-                if me not in replicas:
-                    continue
-                out[(ns.name, pid)] = self._open_replica(ns, pid, options, replicas)
-                if replicas[0] == me:
-                    self._preferred.append(out[(ns.name, pid)].group_id)
-        self.driver.start()
-        # The preferred leader asks for votes as soon as its peers are likely up, rather
-        # than after a full election timeout; pre-vote keeps this harmless if a leader exists.
-        self._campaign_call = self.reactor.callLater(
-            self.config.tick_ms * 5 / 1000.0, self._campaign_preferred)
-        return out
+    def node_of(self, gid: int, replica: int) -> int | None:
+        """The node hosting replica `replica` of group `gid` (None: unknown)."""
+        raise NotImplementedError
 
-    def _campaign_preferred(self) -> None:
-        self._campaign_call = None
-        for gid in self._preferred:
-            if gid in self.by_group and not self.driver.leader(gid):
-                self.driver.campaign(gid)
+    def peer_address(self, node_id: int, which: str) -> tuple[str, int] | None:
+        """(host, port) of a node's ``raft_addr``, ``redis_addr`` or ``http_addr``."""
+        raise NotImplementedError
 
-    def _open_replica(self, ns, pid, options, replicas) -> RaftPartition:
-        name = f"{ns.name}-{pid}"
+    def partition(self, namespace: str, pid: int):
+        raise NotImplementedError
+
+    def partitions(self) -> list:
+        raise NotImplementedError
+
+    # -- local replicas ------------------------------------------------------------------
+
+    def open_replica(self, namespace: str, pid: int, gid: int, replica_id: int, options,
+                     snap_count: int, snap_catchup: int, peers) -> RaftPartition:
+        """Start the local replica `replica_id` of group `gid`.  `peers` founds a new
+        group (ignored when the log already holds state); None joins an existing one."""
+        name = f"{namespace}-{pid}"
         path = os.path.join(self.config.data_dir, name)
         recover_snapshot_swap(path)
-        gid = self._group_id_of(ns.name, pid)
         log = self.log_store.group(gid)
         sm = PartitionStateMachine(LevelDBEngine(path), options, name=name)
         if sm.applied_index < log.snapshot().metadata.index:
             sm = self._install_received_snapshot(sm, path, options, name, log)
         partition = RaftPartition(
-            ns.name, pid, gid, self.config.node_id, sm, self.driver, log, reactor=self.reactor,
-            options=options, snap_count=ns.snap_count, snap_catchup=ns.snap_catchup,
+            namespace, pid, gid, replica_id, sm, self.driver, log, reactor=self.reactor,
+            options=options, snap_count=snap_count, snap_catchup=snap_catchup,
             stale_reads=lambda: self.node.settings["stale_read"])
         raft_config = RaftConfig(
-            id=self.config.node_id, election_tick=self.config.election_tick, heartbeat_tick=1,
+            id=replica_id, election_tick=self.config.election_tick, heartbeat_tick=1,
             check_quorum=True, pre_vote=True, applied=_raft_applied(sm.applied_index, log),
             read_only_option=(ReadOnlyOption.LEASE_BASED if self.config.read_mode == "lease"
                               else ReadOnlyOption.SAFE))
-        self.driver.add_group(gid, raft_config, partition.apply, peers=replicas,
+        self.driver.add_group(gid, raft_config, partition.apply, peers=peers or None,
                               restore_callback=partition.restore)
         self.by_group[gid] = partition
         return partition
+
+    def close_replica(self, gid: int, destroy: bool = False) -> None:
+        """Stop the local replica of `gid`; `destroy` also deletes its log and its data
+        (the directory is renamed first, so a crash midway leaves nothing half-deleted
+        under the partition's name)."""
+        partition = self.by_group.pop(gid, None)
+        self._fetching.discard(gid)
+        self.driver.remove_group(gid, destroy=destroy)
+        if partition is None:
+            return
+        partition.stop()
+        engine = partition.state_machine.engine
+        engine.close()
+        if destroy:
+            doomed = f"{engine.path}-deleted-{int(self.reactor.seconds() * 1000)}"
+            os.rename(engine.path, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+            shutil.rmtree(engine.path + SNAPSHOT_SUFFIX, ignore_errors=True)
+            self._log.info("{partition}: replica {replica} destroyed",
+                           partition=partition.name, replica=partition.replica_id)
 
     def _install_received_snapshot(self, sm, path, options, name, log):
         """A crash between persisting a snapshot in the log and swapping the database in:
@@ -148,8 +166,7 @@ class StaticCluster:
         return PartitionStateMachine(LevelDBEngine(path), options, name=name)
 
     def stop(self) -> Deferred:
-        if self._campaign_call is not None and self._campaign_call.active():
-            self._campaign_call.cancel()
+        self.stopped = True
         self.driver.stop()
         for p in self.by_group.values():
             p.stop()
@@ -205,7 +222,7 @@ class StaticCluster:
 
     def _fetch_snapshot(self, gid: int, message) -> None:
         partition = self.by_group.get(gid)
-        if partition is None or self.config.cluster_node(message.frm) is None:
+        if partition is None or self.node_of(gid, message.frm) is None:
             return
         self._fetching.add(gid)
         receiver = SnapshotReceiver(partition.state_machine.engine.path)
@@ -233,9 +250,12 @@ class StaticCluster:
         if self._http is None:
             self._http = treq.client.HTTPClient(
                 Agent(self.reactor, pool=HTTPConnectionPool(self.reactor)))
-        host, port = self.config.cluster_node(leader).address("http_addr")
+        address = self.peer_address(self.node_of(partition.group_id, leader), "http_addr")
+        if address is None:
+            return fail(StorageError(f"no HTTP address known for the leader of {partition.name}"))
+        host, port = address
         url = (f"http://{host}:{port}/cluster/snapshot/{partition.name}"
-               f"?replica={self.config.node_id}").encode()
+               f"?replica={partition.replica_id}").encode()
 
         def got(response):
             if response.code != 200:
@@ -248,10 +268,15 @@ class StaticCluster:
     def forward(self, partition, name: str, args: list[bytes], hops: int) -> Deferred:
         """Run a partition-level command on the node leading `partition`; relay its reply
         (errors keep the leader's exact text)."""
-        leader = partition.leader
+        if isinstance(partition, RemotePartition):
+            leader = partition.leader_node
+        elif partition.leader:
+            leader = self.node_of(partition.group_id, partition.leader)
+        else:
+            return fail(NoLeader())
         if not leader:
             return fail(NoLeader())
-        if leader == self.config.node_id or self.config.cluster_node(leader) is None:
+        if leader == self.local_node_id or self.peer_address(leader, "redis_addr") is None:
             return fail(NotLeader())
         return self._forward_to(leader, [b"ZANFWD", str(hops).encode(),
                                          partition.namespace.encode(),
@@ -260,7 +285,7 @@ class StaticCluster:
     def _resp_forward(self, node_id: int, argv: list[bytes]) -> Deferred:
         pool = self._pools.get(node_id)
         if pool is None:
-            host, port = self.config.cluster_node(node_id).address("redis_addr")
+            host, port = self.peer_address(node_id, "redis_addr")
             pool = self._pools[node_id] = RespClientPool(
                 self.reactor, host, port, size=4,
                 timeout=self.config.proposal_timeout_ms / 1000.0 + 1)
@@ -272,7 +297,60 @@ class StaticCluster:
                            f"({failure.getErrorMessage()})")
         return pool.execute(*argv).addErrback(unreachable)
 
-    # -- the dispatcher's view: every partition of the cluster, local or not ---------------
+class StaticCluster(ReplicaHost):
+    """Placement and peers from the configuration (`cluster_nodes`, `namespaces`)."""
+
+    def __init__(self, node, config: NodeConfig, reactor, log_store, group_id_of, **seams):
+        super().__init__(node, config, reactor, log_store, local_node_id=config.node_id,
+                         **seams)
+        self._group_id_of = group_id_of
+        self._preferred: list[int] = []
+        self._campaign_call = None
+        for peer in config.cluster_nodes:
+            if peer.node_id != config.node_id:
+                host, port = peer.address("raft_addr")
+                self.transport.add_peer(peer.node_id, host, port)
+
+    def node_of(self, gid: int, replica: int) -> int | None:
+        return replica if self.config.cluster_node(replica) is not None else None
+
+    def peer_address(self, node_id, which: str):
+        peer = self.config.cluster_node(node_id) if node_id else None
+        return peer.address(which) if peer is not None else None
+
+    def open_partitions(self) -> dict[tuple[str, int], RaftPartition]:
+        out = {}
+        me = self.config.node_id
+        for ns in self.config.namespaces:
+            options = KeyspaceOptions(expiration_policy=ns.expiration_policy)
+            for pid in range(ns.partition_num):
+                replicas = replicas_of(self.config, ns, pid)
+                if me not in replicas:
+                    continue
+                out[(ns.name, pid)] = self.open_replica(
+                    ns.name, pid, self._group_id_of(ns.name, pid), me, options,
+                    ns.snap_count, ns.snap_catchup, replicas)
+                if replicas[0] == me:
+                    self._preferred.append(out[(ns.name, pid)].group_id)
+        self.driver.start()
+        # The preferred leader asks for votes as soon as its peers are likely up, rather
+        # than after a full election timeout; pre-vote keeps this harmless if a leader exists.
+        self._campaign_call = self.reactor.callLater(
+            self.config.tick_ms * 5 / 1000.0, self._campaign_preferred)
+        return out
+
+    def _campaign_preferred(self) -> None:
+        self._campaign_call = None
+        for gid in self._preferred:
+            if gid in self.by_group and not self.driver.leader(gid):
+                self.driver.campaign(gid)
+
+    def stop(self) -> Deferred:
+        if self._campaign_call is not None and self._campaign_call.active():
+            self._campaign_call.cancel()
+        return super().stop()
+
+    # -- the dispatcher's view: every partition of the cluster, local or not --------------
 
     def partition(self, namespace: str, pid: int):
         local = self.node.partition(namespace, pid)
@@ -288,6 +366,7 @@ class StaticCluster:
                 for pid in range(ns.partition_num)]
 
 
+
 def _raft_applied(db_applied: int, log) -> int:
     """Where Raft resumes applying: right after the log's snapshot, whatever the database
     holds.  Raft rebuilds its voter set only from the snapshot plus the membership entries
@@ -298,13 +377,15 @@ def _raft_applied(db_applied: int, log) -> int:
 
 
 class RemotePartition:
-    """A partition with no replica on this node: everything goes to a node that has one."""
+    """A partition with no replica on this node: everything goes to a node that has one
+    (`leader_node`, a node id; 0 when none is known)."""
 
-    def __init__(self, namespace: str, pid: int, preferred: int):
+    def __init__(self, namespace: str, pid: int, leader_node: int):
         self.namespace = namespace
         self.pid = pid
         self.name = f"{namespace}-{pid}"
-        self.leader = preferred
+        self.leader_node = leader_node
+        self.leader = leader_node
         self.applied_index = 0
         self.is_leader = False
 

@@ -162,10 +162,11 @@ class NodeHTTPAPI:
         return cluster, partition
 
     def _member_info(self, cluster, partition, replica: int) -> dict:
-        node = cluster.config.cluster_node(replica)
-        return {"id": replica, "node_id": replica, "group_name": partition.name,
+        node_id = cluster.node_of(partition.group_id, replica)
+        address = cluster.peer_address(node_id, "raft_addr") if node_id else None
+        return {"id": replica, "node_id": node_id or 0, "group_name": partition.name,
                 "group_id": partition.group_id,
-                "peer_urls": [f"http://{node.raft_addr}"] if node else []}
+                "peer_urls": [f"http://{address[0]}:{address[1]}"] if address else []}
 
     @app.route("/cluster/leader/<string:ns_pid>", methods=["GET"])
     def cluster_leader(self, request, ns_pid):

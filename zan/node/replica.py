@@ -66,6 +66,7 @@ class RaftPartition:
         self._compact_call = None
         self.stopped = False
         self.members: dict[int, bytes] = {}      # replica id -> context of its ADD
+        self.removed = False                      # applied its own removal from the group
 
     # -- the Partition interface of the dispatcher ---------------------------------------
 
@@ -137,6 +138,10 @@ class RaftPartition:
                 cc = decode_conf_change(e.data)
                 if cc.type == ConfChangeType.REMOVE_NODE:
                     self.members.pop(cc.node_id, None)
+                    if cc.node_id == self.replica_id:
+                        self.removed = True
+                        self._log.info("{partition}: replica {replica} removed from the group",
+                                       partition=self.name, replica=self.replica_id)
                 else:
                     self.members[cc.node_id] = cc.context
                 apply(e.index, b"")        # advances the applied index, nothing else
