@@ -24,6 +24,16 @@ def test_defaults_are_a_standalone_node_with_compat_namespace():
     ({"namespaces": [{"name": "a", "nope": 1}]}, "namespaces[0].nope"),
     ({"namespaces": [{"name": "a", "expiration_policy": "x"}]}, "namespaces[0].expiration_policy"),
     ({"default_namespace": "missing"}, "default_namespace"),
+    ({"etcd_node_ttl": 0}, "etcd_node_ttl"),
+    ({"coordinator_interval_ms": 0}, "coordinator_interval_ms"),
+    ({"leader_change_wait_ms": -1}, "leader_change_wait_ms"),
+    ({"leader_transfer_lag": -1}, "leader_transfer_lag"),
+    ({"etcd_cluster_addresses": "http://127.0.0.1:2379", "namespaces": []}, "namespaces"),
+    ({"etcd_cluster_addresses": "http://127.0.0.1:2379", "local_raft_addr": "nope"},
+     "local_raft_addr"),
+    ({"etcd_cluster_addresses": "http://127.0.0.1:2379", "node_id": 1, "cluster_nodes": [
+        {"node_id": 1, "raft_addr": "127.0.0.1:1", "http_addr": "127.0.0.1:2",
+         "redis_addr": "127.0.0.1:3"}]}, "cluster_nodes"),
 ])
 def test_invalid_keys_are_named(conf, key):
     with pytest.raises(ConfigError) as e:
@@ -51,3 +61,21 @@ def test_host_port():
     assert parse_host_port("--x", "127.0.0.1:80") == ("127.0.0.1", 80)
     with pytest.raises(ConfigError, match="--x"):
         parse_host_port("--x", "nohost")
+
+
+def test_every_key_has_a_documented_default():
+    """conf/node.example.json lists every key with its default; conf/README.md explains it."""
+    import dataclasses
+    from pathlib import Path
+
+    from zan.node.config import NodeConfig
+    conf = Path(__file__).resolve().parents[2] / "conf"
+    example = json.loads((conf / "node.example.json").read_text())["server_conf"]
+    doc = (conf / "README.md").read_text()
+    defaults = build_config({})
+    for f in dataclasses.fields(NodeConfig):
+        assert f"`{f.name}`" in doc, f.name
+        assert f.name in example, f.name
+        if f.name not in ("namespaces", "cluster_nodes", "tags"):
+            assert example[f.name] == getattr(defaults, f.name), f.name
+    assert build_config(example) == defaults

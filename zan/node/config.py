@@ -114,6 +114,12 @@ class NodeConfig:
     read_mode: str = "lease"                  # lease (CheckQuorum-guarded) | read_index
     allow_forwarding: bool = True             # false: ERR_CLUSTER_CHANGED, as ZanRedisDB
     stale_read: bool = False                  # serve reads on followers (POST /staleread)
+    # -- etcd mode (Zan): the coordinator's timers.  ZanRedisDB: TTL 30 s refreshed every
+    # 3 s; a leader hands leadership to RaftNodes[0] at most once a minute per group.
+    etcd_node_ttl: int = 30
+    coordinator_interval_ms: int = 1000       # reconcile + leader duties (also on changes)
+    leader_change_wait_ms: int = 60000        # since the last election, before a transfer
+    leader_transfer_lag: int = 64             # how far behind the target may be
     # -- namespaces (standalone / static mode) --
     namespaces: tuple[NamespaceConfig, ...] = field(default_factory=_default_namespaces)
 
@@ -136,6 +142,19 @@ class NodeConfig:
     @property
     def standalone(self) -> bool:
         return not self.etcd_cluster_addresses
+
+    @property
+    def etcd_mode(self) -> bool:
+        return bool(self.etcd_cluster_addresses)
+
+    @property
+    def etcd_endpoints(self) -> list[str]:
+        return [e.strip() for e in self.etcd_cluster_addresses.split(",") if e.strip()]
+
+    @property
+    def raft_listen_address(self) -> tuple[str, int]:
+        """(host, port) of `local_raft_addr` (``http://host:port`` or ``host:port``)."""
+        return parse_host_port("local_raft_addr", self.local_raft_addr.split("://", 1)[-1])
 
 
 _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(NodeConfig)}
@@ -202,6 +221,9 @@ def build_config(server_conf: dict, overrides: dict | None = None) -> NodeConfig
         if key not in _FIELD_TYPES:
             raise ConfigError(f"{key}: unknown configuration key")
         if key == "namespaces":
+            if merged.get("etcd_cluster_addresses"):
+                raise ConfigError("namespaces: in etcd mode namespaces come from the placement "
+                                  "driver (create them with its /cluster/namespace/create)")
             if not isinstance(value, list):
                 raise ConfigError("namespaces: expected a list")
             values[key] = tuple(_namespace(i, ns) for i, ns in enumerate(value))
@@ -246,6 +268,19 @@ def _validate(c: NodeConfig) -> None:
                                   f"need as many cluster_nodes, there are {len(ids)}")
     elif c.node_id:
         raise ConfigError("node_id: set without cluster_nodes")
+    if c.etcd_mode:
+        if c.cluster_nodes:
+            raise ConfigError("cluster_nodes: a static cluster cannot also use etcd "
+                              "(etcd_cluster_addresses is set)")
+        c.raft_listen_address  # noqa: B018 - validates local_raft_addr
+        if not c.cluster_id:
+            raise ConfigError("cluster_id: required with etcd_cluster_addresses")
+    for key in ("etcd_node_ttl", "coordinator_interval_ms"):
+        if getattr(c, key) < 1:
+            raise ConfigError(f"{key}: must be positive, got {getattr(c, key)}")
+    for key in ("leader_change_wait_ms", "leader_transfer_lag"):
+        if getattr(c, key) < 0:
+            raise ConfigError(f"{key}: must not be negative, got {getattr(c, key)}")
     if c.default_namespace and c.standalone and c.default_namespace not in names:
         raise ConfigError(f"default_namespace: {c.default_namespace!r} is not a configured namespace")
 
