@@ -186,10 +186,17 @@ class PDRegister:
 
     async def reserve_gid_block(self) -> ClusterMeta:
         """MaxGID += 10000 by CAS, retried; the returned meta's `max_gid` is the new MinGID."""
+        return await self._bump_cluster_meta(ClusterMeta.reserve_gids)
+
+    async def allocate_reg_id(self) -> int:
+        """MaxRegID += 1 by CAS, retried: a new data node's registration id."""
+        return (await self._bump_cluster_meta(ClusterMeta.next_reg_id)).max_reg_id
+
+    async def _bump_cluster_meta(self, change) -> ClusterMeta:
         last: Exception | None = None
         for _ in range(CAS_RETRIES):
             meta = await self.read_cluster_meta()
-            new = meta.reserve_gids()
+            new = change(meta)
             try:
                 index = await self._put(keys.cluster_meta(self.cluster_id), new.to_json(),
                                         meta.epoch)
