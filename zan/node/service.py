@@ -32,7 +32,6 @@ from zan.raft.wal import WalLogStore
 from zan.store import sweeper
 from zan.resp.protocol import RespServerFactory
 
-from zan.store.codec import EXPIRY, META
 from zan.store.engine import LevelDBEngine
 from zan.store.keyspace import KeyspaceOptions
 from zan.store.statemachine import PartitionStateMachine
@@ -81,9 +80,12 @@ class NodeService(service.MultiService):
         self._partitions: dict = {}
         self.log_store = None
         self.committer = None      # standalone: the group commit of local partitions
-        self.cluster = None        # static cluster: Raft groups, transport, forwarding
+        self.cluster = None        # replicated: Raft groups, transport, forwarding
+        self.coordinator = None    # etcd mode: registration, placement, reconcile
         self.server_context = ServerContext(self)
-        self.router = KeyRouter({ns.name: ns for ns in config.namespaces},
+        # In etcd mode the namespaces are PD's, learned once the coordinator reads them.
+        self.router = KeyRouter({} if config.etcd_mode else
+                                {ns.name: ns for ns in config.namespaces},
                                 config.default_namespace)
         self.dispatcher = NodeDispatcher(reactor, self.router, self, self.server_context,
                                          requirepass=config.requirepass, rng=self.rng)
@@ -127,6 +129,12 @@ class NodeService(service.MultiService):
         config = self.config
         os.makedirs(config.data_dir, exist_ok=True)
         self.log_store = WalLogStore(os.path.join(config.data_dir, "raft-wal"))
+        if config.etcd_mode:
+            from zan.node.coordinator import DataNodeCoordinator
+            self.coordinator = DataNodeCoordinator(self, config, self.reactor)
+            self.coordinator.setName("coordinator")
+            self.coordinator.setServiceParent(self)
+            return
         if config.replicated:
             self._open_cluster()
             return
@@ -147,14 +155,20 @@ class NodeService(service.MultiService):
         self._log.info("opened {count} partitions in {dir}", count=len(self._partitions),
                        dir=os.path.abspath(config.data_dir))
 
+    def attach_cluster(self, cluster, partitions: dict) -> None:
+        """Serve through `cluster` (a `ReplicaHost`); `partitions` is its live map of the
+        local replicas by (namespace, pid)."""
+        self.cluster = cluster
+        self._partitions = partitions
+        self.dispatcher.partitions = cluster
+        if self.config.allow_forwarding:
+            self.dispatcher.forwarder = cluster.forward
+
     def _open_cluster(self) -> None:
         from zan.node.cluster import StaticCluster
         config = self.config
-        self.cluster = StaticCluster(self, config, self.reactor, self.log_store, group_id_of)
-        self._partitions = self.cluster.open_partitions()
-        self.dispatcher.partitions = self.cluster
-        if config.allow_forwarding:
-            self.dispatcher.forwarder = self.cluster.forward
+        cluster = StaticCluster(self, config, self.reactor, self.log_store, group_id_of)
+        self.attach_cluster(cluster, cluster.open_partitions())
         host, port = config.cluster_node(config.node_id).address("raft_addr")
         listener = StreamServerEndpointService(
             TCP4ServerEndpoint(self.reactor, port, interface=host),
