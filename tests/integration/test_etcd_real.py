@@ -3,19 +3,14 @@ against it: the same operations must give the same actions, nodes, indexes and e
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-import tempfile
-import time
-import urllib.request
 
 import pytest
 import pytest_twisted
 from twisted.internet import task
 from twisted.internet.defer import Deferred
 
-from tests.support.processes import free_port, stop_process
+from tests.support.etcd_cluster import EtcdServer
+from tests.support.processes import free_port
 from tests.unit.etcd_support import Env
 from zan.etcd.client import EtcdClient
 from zan.etcd.errors import EtcdError, KeyNotFound
@@ -23,50 +18,6 @@ from zan.etcd.lock import LeaderLock
 from zan.etcd.watch import Watcher
 
 pytestmark = pytest.mark.integration
-
-
-class EtcdServer:
-    def __init__(self):
-        self.port, self.peer_port = free_port(), free_port()
-        self.dir = tempfile.mkdtemp(prefix="zan-etcd-")
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-        self.extra: list[str] = []
-
-    def start(self, health_ca: str | None = None) -> "EtcdServer":
-        exe = shutil.which("etcd")
-        if exe is None:
-            pytest.skip("etcd is not installed")
-        peer = f"http://127.0.0.1:{self.peer_port}"
-        self.proc = subprocess.Popen(
-            [exe, "--name", "n1", "--data-dir", self.dir,
-             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"n1={peer}", "--enable-v2=true", "--logger=zap",
-             "--log-level=error", "--heartbeat-interval=10", "--election-timeout=100",
-             *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        context = None
-        if health_ca is not None:
-            import ssl
-            context = ssl.create_default_context(cafile=health_ca)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"etcd exited with {self.proc.returncode}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=0.5, context=context) as r:
-                    if json.loads(r.read()).get("health") == "true":
-                        return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise TimeoutError("etcd did not become healthy")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -4,72 +4,25 @@ it up from both PDs, kill -9 the leader and see the other take over within the l
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 
 import pytest
 
-from tests.integration.test_etcd_real import EtcdServer
-from tests.support.processes import free_port, stop_process, wait_for_port
+from tests.support.etcd_cluster import EtcdServer, PDProc, http, wait_until
 from zan.pd import keys
 from zan.pd.model import NodeInfo, gen_node_id
 
 pytestmark = pytest.mark.integration
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CID = "itest"
 LEADER_TTL = 3
 
 
-def http(method: str, url: str, **params) -> tuple[int, bytes]:
-    if params:
-        url += "?" + urllib.parse.urlencode(params)
-    req = urllib.request.Request(url, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
-class PD:
-    def __init__(self, etcd_url: str):
-        self.tmp = tempfile.mkdtemp(prefix="zan-pd-")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        with open(os.path.join(self.tmp, "pd.toml"), "w") as f:
-            f.write(f'cluster_id = "{CID}"\ncluster_leadership_addresses = "{etcd_url}"\n'
-                    f'leader_ttl = {LEADER_TTL}\nnode_ttl = {LEADER_TTL}\n')
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "PD":
-        env = dict(os.environ)
-        env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n",
-             "--pidfile=", "--logfile", os.path.join(self.tmp, "pd.log"), "zan-pd",
-             "--config", os.path.join(self.tmp, "pd.toml"),
-             "--http-address", f"127.0.0.1:{self.port}", "--data-dir", self.tmp],
-            cwd=self.tmp, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port, 30, self.proc)
-        return self
-
-    def stop(self, sig=signal.SIGTERM) -> None:
-        if self.proc is not None:
-            stop_process(self.proc, sig)
-
-    def log(self) -> str:
-        try:
-            return open(os.path.join(self.tmp, "pd.log")).read()[-3000:]
-        except OSError:
-            return ""
+def PD(etcd_url: str) -> PDProc:
+    return PDProc(etcd_url, CID, {"leader_ttl": LEADER_TTL, "node_ttl": LEADER_TTL})
 
 
 def etcd_put(etcd: EtcdServer, key: str, value: str) -> None:
@@ -79,7 +32,7 @@ def etcd_put(etcd: EtcdServer, key: str, value: str) -> None:
     urllib.request.urlopen(req, timeout=5).read()
 
 
-def leader_of(pds: list[PD]) -> PD | None:
+def leader_of(pds: list[PDProc]) -> PD | None:
     for pd in pds:
         code, _ = http("GET", pd.url + "/cluster/stats")
         if code == 200:
@@ -87,19 +40,9 @@ def leader_of(pds: list[PD]) -> PD | None:
     return None
 
 
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_two_pds_create_query_and_failover():
     etcd = EtcdServer()
-    pds: list[PD] = []
+    pds: list[PDProc] = []
     try:
         etcd.start()
         for i in (1, 2, 3):
