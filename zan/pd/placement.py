@@ -410,14 +410,43 @@ class _Layout:
             for lo in asc:
                 if self.rc[hi] - self.rc[lo] <= 1:
                     break
-                for pid, nodes in self.parts.items():
-                    if hi in nodes[1:] and lo not in nodes:
-                        new = [lo if n == hi else n for n in nodes]
-                        if self._spread_ok(nodes, new):
-                            self.parts[pid] = new
-                            self.rc[hi] -= 1
-                            self.rc[lo] += 1
-                            return True
+                if self._replace(hi, lo) or self._replace_via(hi, lo):
+                    return True
+        return False
+
+    def _replacements(self, old: str, new: str):
+        """Partitions where follower `old` can give its place to `new`."""
+        for pid, nodes in self.parts.items():
+            if old in nodes[1:] and new not in nodes:
+                moved = [new if n == old else n for n in nodes]
+                if self._spread_ok(nodes, moved):
+                    yield pid, moved
+
+    def _replace(self, hi: str, lo: str) -> bool:
+        for pid, moved in self._replacements(hi, lo):
+            self.parts[pid] = moved
+            self.rc[hi] -= 1
+            self.rc[lo] += 1
+            return True
+        return False
+
+    def _replace_via(self, hi: str, lo: str) -> bool:
+        """`hi` and `lo` share every partition `hi` follows in: pass one replica through a
+        third node (hi → mid in one partition, mid → lo in another); mid keeps its count."""
+        for mid in self.cands:
+            if mid in (hi, lo):
+                continue
+            first = next(self._replacements(hi, mid), None)
+            if first is None:
+                continue
+            for pid, moved in self._replacements(mid, lo):
+                if pid == first[0]:
+                    continue
+                self.parts[first[0]] = first[1]
+                self.parts[pid] = moved
+                self.rc[hi] -= 1
+                self.rc[lo] += 1
+                return True
         return False
 
     def rebalance(self) -> None:
