@@ -12,6 +12,7 @@ from zan.pd.api import PDHTTPAPI
 from zan.pd.config import build_config
 from zan.pd.coordinator import PDCoordinator
 from zan.pd.model import NodeInfo, gen_node_id
+from zan.pd.sync import assume_synced
 
 CID = "c1"
 
@@ -27,11 +28,14 @@ class PDEnv(Env):
                               "auto_balance_and_migrate": True, "leader_ttl": 10,
                               **config}
         self.pds: list[PDCoordinator] = []
+        # The fake cluster has no data nodes to ask: every partition counts as in sync
+        # unless a test installs its own probe.
+        self.sync_probe = assume_synced
 
     def new_pd(self, port: int = 18001, **config) -> PDCoordinator:
         values = dict(self.config_values, http_address=f"127.0.0.1:{port}", **config)
         pd = PDCoordinator(build_config(values), self.new_client(), self.clock,
-                           hour_of=lambda t: 3)
+                           hour_of=lambda t: 3, sync_probe=self.sync_probe)
         self.pds.append(pd)
         pd.startService()
         self.net.flush()

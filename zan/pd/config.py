@@ -60,6 +60,8 @@ class PDConfig:
     node_grace_period: float = 960.0         # a lost node's replicas move after this long
     removing_wait: float = 300.0             # a Removing replica is forgotten after this long
     check_delay: float = 0.01                # from a data-node change to the triggered check
+    sync_timeout: float = 2.0                # asking a data node whether a replica is synced
+    sync_recheck: float = 30.0               # how long a partition found in sync stays so
 
     @property
     def etcd_endpoints(self) -> list[str]:
@@ -147,10 +149,10 @@ def _validate(c: PDConfig) -> None:
         if getattr(c, key) < 2:
             raise ConfigError(f"{key}: must be at least 2 seconds, got {getattr(c, key)}")
     for key in ("etcd_timeout", "check_interval", "balance_check_interval",
-                "removing_check_interval"):
+                "removing_check_interval", "sync_timeout"):
         if getattr(c, key) <= 0:
             raise ConfigError(f"{key}: must be positive, got {getattr(c, key)}")
-    for key in ("node_grace_period", "removing_wait", "check_delay"):
+    for key in ("node_grace_period", "removing_wait", "check_delay", "sync_recheck"):
         if getattr(c, key) < 0:
             raise ConfigError(f"{key}: must not be negative, got {getattr(c, key)}")
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 from twisted.application.service import MultiService
-from twisted.internet.defer import DeferredLock
+from twisted.internet.defer import DeferredLock, ensureDeferred, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -38,6 +38,7 @@ from zan.pd.placement import (
     PartitionView, Plan, allocate_namespace, apply_step, balance, drain, next_stable_node_num,
     repair, trim,
 )
+from zan.pd.sync import HttpSyncProbe, PartitionSync
 from zan.pd.register import (
     EpochConflict, NamespaceExists, NamespaceRecord, PDRegister, parse_data_nodes,
     parse_namespaces,
@@ -79,11 +80,14 @@ class PDCoordinator(MultiService):
     _log = Logger()
 
     def __init__(self, config: PDConfig, client: EtcdClient, clock: IReactorTime,
-                 hour_of: Callable[[float], int] | None = None):
+                 hour_of: Callable[[float], int] | None = None, sync_probe=None):
         super().__init__()
         self.config = config
         self.client = client
         self.clock = clock
+        # Asks data nodes whether a partition's replicas are in sync (zan.pd.sync).
+        self.sync_probe = sync_probe or HttpSyncProbe(clock, timeout=config.sync_timeout)
+        self._sync: dict[tuple[str, int], tuple[int, PartitionSync, float]] = {}
         self._hour_of = hour_of or (lambda t: time.localtime(t).tm_hour)
         self.register = PDRegister(client, config.cluster_id)
         host, port = config.http_host_port
@@ -165,7 +169,11 @@ class PDCoordinator(MultiService):
     def stopService(self):
         if self.is_leader:
             self._on_lost()
-        return super().stopService()
+        stopped = super().stopService()
+        close = getattr(self.sync_probe, "close", None)
+        if close is None:
+            return stopped
+        return gatherResults([d for d in (stopped, close()) if d is not None])
 
     def _run(self, job, term: int):
         """Run `job(term)` alone (one leader job at a time), only while `term` lasts."""
@@ -233,9 +241,13 @@ class PDCoordinator(MultiService):
             parts = {}
             for pid, info in rec.partitions.items():
                 leader = rec.leaders.get(pid)
-                # Data nodes do not report raft sync state to PD yet: a partition counts as
-                # in sync, so the plan relies on the one-change-per-partition rule alone.
-                parts[pid] = PartitionView(info, leader=leader.leader if leader else "")
+                # What the data nodes said about this very placement; unknown counts as
+                # not synced, with every Removing replica possibly still a member.
+                known = self._sync.get((name, pid))
+                sync = known[1] if known is not None and known[0] == info.epoch else \
+                    PartitionSync(False, frozenset(info.removings))
+                parts[pid] = PartitionView(info, leader=leader.leader if leader else "",
+                                           synced=sync.synced, lingering=sync.lingering)
                 for member in info.raft_nodes:
                     if member not in nodes:
                         self.lost_since.setdefault(member, now)
@@ -254,11 +266,41 @@ class PDCoordinator(MultiService):
                 self._log.info("continuing node removals {r}",
                                r={k: str(v) for k, v in removals.items()})
 
+    async def refresh_sync(self) -> None:
+        """Ask the data nodes about every partition whose placement changed, that was not
+        in sync or still had a Removing member, or that was last asked `sync_recheck` ago."""
+        now = self.clock.seconds()
+        nodes = self.view.data_nodes
+        todo = []
+        for name, rec in self.view.namespaces.items():
+            if rec.meta is None:
+                continue
+            for pid, info in rec.partitions.items():
+                known = self._sync.get((name, pid))
+                if known is not None and known[0] == info.epoch and known[1].synced \
+                        and not known[1].lingering and now - known[2] < self.config.sync_recheck:
+                    continue
+                leader = rec.leaders.get(pid)
+                todo.append((name, pid, info, leader.leader if leader else ""))
+        if not todo:
+            return
+        results = await gatherResults([
+            ensureDeferred(self.sync_probe(name, pid, info, leader, nodes))
+            for name, pid, info, leader in todo])
+        current = {(n, p) for n, rec in self.view.namespaces.items() for p in rec.partitions}
+        for (name, pid, info, _), sync in zip(todo, results):
+            self._sync[(name, pid)] = (info.epoch, sync, now)
+        for gone in set(self._sync) - current:
+            del self._sync[gone]
+
     async def _check(self, term: int) -> None:
         self.checks_run += 1
         if not self.auto_balance or self.upgrading:
             self.last_notes = ("auto balance and migrate is off" if not self.auto_balance
                                else "upgrade in progress",)
+            return
+        await self.refresh_sync()
+        if term != self._term:
             return
         snap = self.snapshot()
         plan = repair(snap, grace=self.config.node_grace_period,
@@ -275,11 +317,17 @@ class PDCoordinator(MultiService):
     async def _drain(self, term: int) -> None:
         if self.upgrading or not self.removals:
             return
+        await self.refresh_sync()
+        if term != self._term:
+            return
         plan = drain(self.snapshot(), version=self.config.balance_ver)
         await self.apply(plan, term)
 
     async def _balance(self, term: int) -> None:
         if not self.auto_balance or self.upgrading or self.check_failed:
+            return
+        await self.refresh_sync()
+        if term != self._term:
             return
         snap = self.snapshot()
         plan = balance(snap, self._hour_of(snap.now), window=self.config.balance_interval,
