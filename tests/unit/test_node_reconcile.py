@@ -7,7 +7,6 @@ highest replica id ever handed out, and `RealLeader` once a group's leader publi
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings, strategies as st
 
 from zan.node.reconcile import (
     AddVoter, LocalReplica, RemoveVoter, ReplicaChanges, TransferLeader, WantedReplica,
@@ -193,6 +192,24 @@ def test_removed_replica_no_longer_wanted_is_destroyed():
     assert changes == ReplicaChanges(destroy=(gid(0),))
 
 
+def test_removed_replica_still_listed_under_its_id_is_kept_not_reopened():
+    # Our placement predates the Removing mark.  Destroying the replica now would make
+    # the next round open it again, empty, under the id the group just removed.
+    local = running(0, 3, removed=True)
+    assert replica_changes({gid(0): want(0, 3)}, local) == ReplicaChanges()
+
+
+def test_removed_replica_is_destroyed_once_the_removing_mark_arrives():
+    local = running(0, 3, removed=True)
+    namespaces = {"ns": record({0: info()}, leaders=[0])}
+    assert not replica_changes(wanted_replicas(C, namespaces, local), local)
+    namespaces = {"ns": record({0: info(removing=[C])}, leaders=[0])}
+    changes = replica_changes(wanted_replicas(C, namespaces, local), local)
+    assert changes == ReplicaChanges(destroy=(gid(0),))
+    after = {}
+    assert not replica_changes(wanted_replicas(C, namespaces, after), after)
+
+
 def test_removed_replica_wanted_under_a_new_id_is_replaced():
     changes = replica_changes({gid(0): want(0, 6)}, running(0, 3, removed=True))
     assert changes == ReplicaChanges(open=(want(0, 6),), destroy=(gid(0),))
@@ -334,3 +351,4 @@ def test_pending_conf_change_does_not_hold_back_the_transfer_to_slot_zero():
     # doubled.
     rec = info((A, B, C, D), removing=[D])
     assert act(2, rec, [1, 2, 3, 4], pending=True) == TransferLeader(1)
+

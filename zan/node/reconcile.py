@@ -84,19 +84,23 @@ def wanted_replicas(me: str, namespaces: Mapping, local: Mapping[int, LocalRepli
 def replica_changes(wanted: Mapping[int, WantedReplica],
                     local: Mapping[int, LocalReplica]) -> ReplicaChanges:
     """Destroy local replicas placement no longer lists (or lists under another replica
-    id: a node removed and added back is a new member), open the missing ones."""
+    id: a node removed and added back is a new member), open the missing ones.
+
+    A replica that applied its own removal is not recreated under the same id: while the
+    placement we hold still lists it under that id (it was read before PD marked the
+    replica Removing), it is kept as it is, and it is destroyed once placement drops it
+    (`wanted_replicas` no longer wants a removed replica marked Removing).  Destroying it
+    earlier would leave the group missing locally, and the next round would open it again,
+    empty, under the id the group has just removed.
+    """
     destroy = []
     for gid, rep in local.items():
         want = wanted.get(gid)
-        if want is None or want.replica_id != rep.replica_id or rep.removed:
+        if want is None or want.replica_id != rep.replica_id:
             destroy.append(gid)
     gone = set(destroy)
     opened = tuple(w for gid, w in sorted(wanted.items())
                    if gid not in local or gid in gone)
-    # A replica that removed itself is not recreated under the same id.
-    opened = tuple(w for w in opened
-                   if not (w.group_id in local and local[w.group_id].removed
-                           and local[w.group_id].replica_id == w.replica_id))
     return ReplicaChanges(opened, tuple(sorted(destroy)))
 
 
