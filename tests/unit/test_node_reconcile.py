@@ -7,6 +7,7 @@ highest replica id ever handed out, and `RealLeader` once a group's leader publi
 
 from __future__ import annotations
 
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from zan.node.reconcile import (
     AddVoter, LocalReplica, RemoveVoter, ReplicaChanges, TransferLeader, WantedReplica,
@@ -352,3 +353,96 @@ def test_pending_conf_change_does_not_hold_back_the_transfer_to_slot_zero():
     rec = info((A, B, C, D), removing=[D])
     assert act(2, rec, [1, 2, 3, 4], pending=True) == TransferLeader(1)
 
+
+# --- properties on generated placements -------------------------------------------------------
+
+NODES = (A, B, C, D, E)
+PROPERTY_SETTINGS = settings(max_examples=300, deadline=None,
+                             suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def partition_records(draw):
+    """A ReplicaInfo over up to five nodes: ids distinct, some nodes possibly without one,
+    some marked Removing (with their own id or an older one), MaxRaftID at least the ids."""
+    members = draw(st.lists(st.sampled_from(NODES), unique=True, max_size=5))
+    ids = draw(st.lists(st.integers(1, 8), unique=True, min_size=len(members),
+                        max_size=len(members)))
+    raft_ids = {n: rid for n, rid in zip(members, ids) if draw(st.integers(0, 9))}
+    removing = [n for n in members if draw(st.integers(0, 3)) == 0]
+    remove_ids = {n: draw(st.sampled_from([raft_ids.get(n, 0), 0, 1, 2])) for n in removing}
+    max_id = max(raft_ids.values(), default=0) + draw(st.integers(0, 2))
+    return info(members, ids=raft_ids, removing=removing, max_id=max_id,
+                remove_ids=remove_ids)
+
+
+@st.composite
+def placements(draw):
+    """(me, namespaces, local): one or two namespaces, partition records for pids in and
+    just outside range, and local replicas for any of those groups (or stale ones), some
+    of which applied their own removal."""
+    me = draw(st.sampled_from(NODES))
+    namespaces = {}
+    gids = [9 * GID_BLOCK]                       # a group no namespace knows any more
+    my_ids = {}                                  # gid -> my replica id in the record
+    for n in range(draw(st.integers(1, 2))):
+        name = f"ns{n}"
+        meta = NamespaceMeta(partition_num=draw(st.integers(1, 3)), replica=3,
+                             min_gid=(n + 1) * GID_BLOCK)
+        pids = draw(st.lists(st.integers(0, meta.partition_num), unique=True))
+        parts = {pid: draw(partition_records()) for pid in pids}
+        leaders = [pid for pid in pids if draw(st.booleans())]
+        namespaces[name] = record(parts, leaders, meta=meta, name=name)
+        gids += [meta.group_id(pid) for pid in range(meta.partition_num + 1)]
+        my_ids.update({meta.group_id(pid): p.raft_ids[me] for pid, p in parts.items()
+                       if me in p.raft_ids})
+    local = {}
+    for g in draw(st.lists(st.sampled_from(gids), unique=True)):
+        # Mostly the id the record gives this node, else any (an older incarnation).
+        rid = my_ids.get(g) if g in my_ids and draw(st.integers(0, 3)) else None
+        local[g] = LocalReplica(g, rid or draw(st.integers(1, 8)), draw(st.booleans()))
+    return me, namespaces, local
+
+
+def applied(local, changes):
+    """The local replicas after carrying `changes` out, as the coordinator does."""
+    after = {g: rep for g, rep in local.items() if g not in changes.destroy}
+    for w in changes.open:
+        after[w.group_id] = LocalReplica(w.group_id, w.replica_id)
+    return after
+
+
+@PROPERTY_SETTINGS
+@given(placements())
+def test_one_round_of_changes_converges(placement):
+    me, namespaces, local = placement
+    changes = replica_changes(wanted_replicas(me, namespaces, local), local)
+    after = applied(local, changes)
+    assert replica_changes(wanted_replicas(me, namespaces, after), after) == ReplicaChanges()
+
+
+@PROPERTY_SETTINGS
+@given(placements())
+def test_opened_replicas_are_wanted_and_never_opened_over_a_running_one(placement):
+    me, namespaces, local = placement
+    wanted = wanted_replicas(me, namespaces, local)
+    changes = replica_changes(wanted, local)
+    opened = [w.group_id for w in changes.open]
+    assert len(opened) == len(set(opened))
+    assert len(changes.destroy) == len(set(changes.destroy))
+    for w in changes.open:
+        assert wanted[w.group_id] == w
+        # The replica running in that group (if any) is destroyed first.
+        assert w.group_id not in local or w.group_id in changes.destroy
+    assert set(changes.destroy) <= set(local)
+
+
+@PROPERTY_SETTINGS
+@given(placements())
+def test_after_one_round_every_wanted_replica_runs_and_nothing_else(placement):
+    me, namespaces, local = placement
+    wanted = wanted_replicas(me, namespaces, local)
+    after = applied(local, replica_changes(wanted, local))
+    assert set(after) <= set(wanted)
+    for g, rep in after.items():
+        assert rep.replica_id == wanted[g].replica_id
