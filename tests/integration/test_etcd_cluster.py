@@ -317,3 +317,39 @@ def test_nodes_keep_serving_while_etcd_is_down_and_resync_after():
         serving(c, "later", 3)
         assert client(c.nodes[0]).set("later:t:k", "v")
         assert client(c.nodes[2]).get("later:t:k") == b"v"
+
+
+@pytest.mark.slow
+def test_graceful_stop_hands_off_leadership_and_unregisters():
+    with EtcdClusterProcs(nodes=3, pds=2) as c:
+        c.create_namespace(NS, PARTITIONS, REPLICAS)
+        serving(c, NS, REPLICAS)
+
+        def leaders():
+            return {pid: part["leader"].get("node_id") for pid, part in
+                    c.query(NS)["partitions"].items()}
+        # With leader_change_wait 1 s, leadership settles on each RaftNodes[0].
+        wait_until(lambda: len(set(leaders().values())) > 1, 30, "leaders spread")
+        counts = {}
+        for nid in leaders().values():
+            counts[nid] = counts.get(nid, 0) + 1
+        leaving_id = max(counts, key=counts.get)
+        leaving = next(n for n in c.nodes if c.node_id_of(n) == leaving_id)
+        led = [pid for pid, nid in leaders().items() if nid == leaving_id]
+        stopped_at = time.monotonic()
+        leaving.stop()                              # SIGTERM: a graceful leave
+        took = time.monotonic() - stopped_at
+        # Unregistered at once, not when the 3 s TTL runs out.
+        assert leaving_id not in {n["node_id"] for n in c.registered()}
+        rest = [n for n in c.nodes if n is not leaving]
+        # Every partition it led already has another leader: writes go through at once.
+        for pid in range(PARTITIONS):
+            for node in rest:
+                code, body = http("GET", f"http://127.0.0.1:{node.http_port}"
+                                         f"/cluster/leader/{NS}-{pid}")
+                assert code == 200, (pid, body)
+        r = client(rest[0])
+        for i in range(50):
+            assert r.set(f"{NS}:leave:k{i}", "v")
+        assert f"handed off leadership of {len(led)} of {len(led)} groups" in leaving.output()
+        print(f"graceful stop took {took:.2f} s; it led {len(led)} partitions")

@@ -365,10 +365,15 @@ class EtcdCluster(ReplicaHost):
                            and r in self.driver.conf_state(gid).voters)
             if heirs:
                 self.driver.transfer_leader(gid, heirs[-1][1])
+        led = sum(1 for p in self.by_group.values() if p.is_leader)
         deadline = self.reactor.seconds() + timeout
         while any(p.is_leader for p in self.by_group.values()) and \
                 self.reactor.seconds() < deadline:
             await deferLater(self.reactor, 0.05, lambda: None)
+        kept = sum(1 for p in self.by_group.values() if p.is_leader)
+        if led:
+            self._log.info("leaving: handed off leadership of {moved} of {led} groups",
+                           moved=led - kept, led=led)
 
 
 class DataNodeCoordinator(MultiService):
