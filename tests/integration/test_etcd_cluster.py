@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -351,5 +352,7 @@ def test_graceful_stop_hands_off_leadership_and_unregisters():
         r = client(rest[0])
         for i in range(50):
             assert r.set(f"{NS}:leave:k{i}", "v")
-        assert f"handed off leadership of {len(led)} of {len(led)} groups" in leaving.output()
+        # It handed every leadership it held to a caught-up member before it went.
+        handed = re.search(r"handed off leadership of (\d+) of (\d+) groups", leaving.output())
+        assert handed and handed[1] == handed[2] and int(handed[1]) >= 1, leaving.output()
         print(f"graceful stop took {took:.2f} s; it led {len(led)} partitions")
