@@ -254,24 +254,40 @@ class EtcdClusterProcs:
     def fully_replicated(self, ns: str, replicas: int, exclude: tuple[str, ...] = ()) -> bool:
         """Every partition: `replicas` in-sync replicas, none on `exclude`, each a synced
         raft member of the partition on its node."""
+        return not self.unreplicated(ns, replicas, exclude)
+
+    def unreplicated(self, ns: str, replicas: int, exclude: tuple[str, ...] = (),
+                     confirmed: set | None = None) -> list[int]:
+        """The partitions that are not fully replicated (see `fully_replicated`); [-1] when
+        etcd has no partitions for `ns`.  With a `confirmed` set, replicas found synced are
+        remembered in it (keyed by the partition's member list too) and not asked again,
+        so a caller polling a large namespace only asks the nodes about what is left."""
         infos = self.replica_infos(ns)
         if not infos:
-            return False
+            return [-1]
         by_id = {self.node_id_of(n): n for n in self.nodes if n.proc is not None}
-        for pid, info in infos.items():
+        missing = []
+        for pid, info in sorted(infos.items()):
             isr = [n for n in info["RaftNodes"] if n not in (info.get("Removings") or {})]
             if len(isr) != replicas or info.get("Removings") or set(isr) & set(exclude):
-                return False
+                missing.append(pid)
+                continue
             for nid in isr:
+                key = (pid, nid, tuple(sorted(isr)))
+                if confirmed is not None and key in confirmed:
+                    continue
                 node = by_id.get(nid)
-                if node is None:
-                    return False
-                code, _ = http("GET", f"http://127.0.0.1:{node.http_port}"
-                                      f"/cluster/israftsynced/{ns}-{pid}", 2)
-                if code != 200:
-                    return False
-                code, body = http("GET", f"http://127.0.0.1:{node.http_port}"
-                                         f"/cluster/members/{ns}-{pid}", 2)
-                if code != 200 or len(json.loads(body)) != replicas:
-                    return False
-        return True
+                if node is None or not self._replica_synced(node, ns, pid, replicas):
+                    missing.append(pid)
+                    break
+                if confirmed is not None:
+                    confirmed.add(key)
+        return missing
+
+    @staticmethod
+    def _replica_synced(node: ZanNode, ns: str, pid: int, replicas: int) -> bool:
+        base = f"http://127.0.0.1:{node.http_port}/cluster"
+        if http("GET", f"{base}/israftsynced/{ns}-{pid}", 2)[0] != 200:
+            return False
+        code, body = http("GET", f"{base}/members/{ns}-{pid}", 2)
+        return code == 200 and len(json.loads(body)) == replicas
