@@ -15,7 +15,7 @@ in etcd mode, through tests/support/etcd_cluster.py) and measures three things:
      etcd ns dir  etcd GET of the whole namespace directory, recursive (the data /query
                   serves, read from etcd itself)
    interleaved, --rounds times; the median requests/s of each is printed with its ratio to
-   "etcd meta", and p50/p99 latency.  The generator is Python threads sharing the host's
+   "etcd meta", and p50/p99 latency over all rounds.  The generator is Python threads sharing the host's
    cores with the server under test, so a high figure (etcd's) is bounded by the client:
    read the etcd numbers as a lower bound, the PD ones as what one PD process serves here.
 
@@ -25,8 +25,9 @@ in etcd mode, through tests/support/etcd_cluster.py) and measures three things:
    partition again has 3 in-sync replicas, none on the dead node, each a synced Raft member
    with 3 members on its node.  Printed alongside: when the PD saw the node gone (its etcd
    node key expired: etcd_node_ttl), when etcd's placement no longer named the dead node,
-   and repair minus node_grace_period (which the PD waits on purpose after the loss):
-   what the detection and the repair itself cost.
+   repair minus node_grace_period (which the PD waits on purpose after the loss): what
+   detection and repair cost, and "after grace": repair minus the time the PD saw the loss
+   minus the grace period, what moving the replicas itself costs.
 
 3. PD failover.  On the cluster of part 1: `kill -9` the PD leader, time until the other
    PD answers GET /cluster/stats with 200 (leader-only route); restart the killed one as a
@@ -70,7 +71,8 @@ def log(msg: str) -> None:
 
 def http_load(url: str, seconds: float, connections: int) -> dict:
     """GET `url` over `connections` keep-alive connections for `seconds`; returns
-    {"rps", "count", "statuses", "errors", "p50_ms", "p99_ms"}."""
+    {"rps", "count", "statuses", "errors", "p50_ms", "p99_ms", "latencies"} (latencies:
+    every request's, in seconds, sorted)."""
     host_port, _, path = url.removeprefix("http://").partition("/")
     host, _, port = host_port.partition(":")
     path = "/" + path
@@ -120,11 +122,14 @@ def http_load(url: str, seconds: float, connections: int) -> dict:
     statuses = sum((r[0] for r in results), Counter())
     latencies = sorted(x for r in results for x in r[1])
     count = len(latencies)
-
-    def pct(q):
-        return latencies[min(count - 1, int(q * count))] * 1000 if count else float("nan")
     return {"rps": count / elapsed, "count": count, "statuses": dict(statuses),
-            "errors": sum(r[2] for r in results), "p50_ms": pct(0.50), "p99_ms": pct(0.99)}
+            "errors": sum(r[2] for r in results), "p50_ms": percentile_ms(latencies, 0.50),
+            "p99_ms": percentile_ms(latencies, 0.99), "latencies": latencies}
+
+
+def percentile_ms(sorted_seconds: list[float], q: float) -> float:
+    n = len(sorted_seconds)
+    return sorted_seconds[min(n - 1, int(q * n))] * 1000 if n else float("nan")
 
 
 def stable_epoch(pd: str, ns: str, timeout: float = 30) -> int:
@@ -156,7 +161,8 @@ def lookup_targets(cluster: EtcdClusterProcs, ns: str) -> dict[str, str]:
 def lookup_throughput(cluster: EtcdClusterProcs, ns: str, seconds: float, connections: int,
                       rounds: int) -> dict[str, dict]:
     """Interleaved runs of `http_load` against each lookup target; per target the median
-    round (by requests/s) plus "rounds": every round's requests/s."""
+    requests/s over the rounds, "rounds" (every round's requests/s), and the statuses,
+    errors and latency percentiles of all rounds together."""
     targets = lookup_targets(cluster, ns)
     for url in targets.values():      # warm-up: connections, caches, JIT-less code paths
         http_load(url, min(0.5, seconds), min(4, connections))
@@ -170,9 +176,13 @@ def lookup_throughput(cluster: EtcdClusterProcs, ns: str, seconds: float, connec
                 f"  errors {r['errors']}")
     out = {}
     for name, rs in runs.items():
-        rs = sorted(rs, key=lambda r: r["rps"])
-        out[name] = {**rs[len(rs) // 2], "rounds": [r["rps"] for r in runs[name]],
-                     "rps": statistics.median(r["rps"] for r in rs)}
+        latencies = sorted(x for r in rs for x in r["latencies"])
+        out[name] = {"rps": statistics.median(r["rps"] for r in rs),
+                     "rounds": [r["rps"] for r in rs], "count": len(latencies),
+                     "statuses": dict(sum((Counter(r["statuses"]) for r in rs), Counter())),
+                     "errors": sum(r["errors"] for r in rs),
+                     "p50_ms": percentile_ms(latencies, 0.50),
+                     "p99_ms": percentile_ms(latencies, 0.99)}
     return out
 
 
@@ -240,9 +250,10 @@ def repair_time(cluster: EtcdClusterProcs, partitions: int, ns: str = NS) -> dic
     except TimeoutError:
         dump_logs(cluster)
         raise
+    pd_lost = marks.get("pd_lost", done)
     return {"partitions": partitions, "hosted": hosted[victim_id], "grace": grace,
             "repair": done - killed, "repair_minus_grace": done - killed - grace,
-            "pd_lost": marks.get("pd_lost", done) - killed,
+            "pd_lost": pd_lost - killed, "after_grace": done - pd_lost - grace,
             "placed": marks.get("placed", done) - killed}
 
 
@@ -267,13 +278,15 @@ def print_repairs(results: list[dict], pd_settings: dict, node_settings: dict) -
           f"node coordinator_interval_ms {node_settings['coordinator_interval_ms']}, "
           f"tick_ms {node_settings['tick_ms']} x election_tick {node_settings['election_tick']}\n")
     print(f"{'partitions':>10} {'on dead':>8} {'PD saw':>7} {'placed':>7} {'repair':>7} "
-          f"{'- grace':>8}   (seconds after the kill)")
+          f"{'- grace':>8} {'after grace':>11}   (seconds)")
     for r in results:
         print(f"{r['partitions']:>10} {r['hosted']:>8} {r['pd_lost']:>7.2f} {r['placed']:>7.2f} "
-              f"{r['repair']:>7.2f} {r['repair_minus_grace']:>8.2f}")
-    print("on dead: replicas the killed node held; PD saw: it left the PD's /datanodes; "
-          "placed: no ReplicaInfo names it;\nrepair: all partitions fully replicated again; "
-          "- grace: repair minus node_grace_period")
+              f"{r['repair']:>7.2f} {r['repair_minus_grace']:>8.2f} {r['after_grace']:>11.2f}")
+    print("on dead: replicas the killed node held.  After the kill: PD saw: the node left the "
+          "PD's /datanodes (its etcd key\nexpired); placed: no ReplicaInfo names it; repair: "
+          "every partition fully replicated again.\n- grace: repair minus node_grace_period; "
+          "after grace: from the end of the grace period (counted from PD saw)\nto repaired: "
+          "what moving the replicas costs")
 
 
 # --- 3. PD failover ---------------------------------------------------------------------
