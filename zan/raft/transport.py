@@ -45,6 +45,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from zan.errors import ConfigError
+from zan.netutil import no_delay
 from zan.raft.codec import CodecError, decode_messages, encode_messages
 from zan.raft.types import Message, MessageType
 
@@ -116,6 +117,7 @@ class _PeerProtocol(Protocol):
 
     def connectionMade(self) -> None:
         owner = self._owner
+        no_delay(self.transport)
         self.transport.registerProducer(self, True)
         self._hello_timer = owner._reactor.callLater(owner.handshake_timeout, self._hello_timeout)
         self.transport.writeSequence(_frame(_HELLO, msgpack.packb(

@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from zan.errors import ProtocolError, RespError
+from zan.netutil import no_delay
 from zan.resp.encoder import encode_command
 from zan.resp.types import NULL_ARRAY, SimpleString
 
@@ -146,6 +147,7 @@ class RespClientProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self._connected = True
+        no_delay(self.transport)
 
     def execute(self, *argv) -> Deferred:
         """Send one command; the Deferred fires with its reply or fails with `ReplyError`."""

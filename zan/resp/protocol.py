@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from zan.errors import ProtocolError, RespError, ZanError
+from zan.netutil import no_delay
 from zan.resp.encoder import encode, encode_error
 from zan.resp.parser import (
     PROTO_INLINE_MAX_SIZE,
@@ -120,6 +121,7 @@ class RespServerProtocol(Protocol):
     # --- connection ------------------------------------------------------------------
 
     def connectionMade(self) -> None:
+        no_delay(self.transport)
         self.transport.registerProducer(self, True)
         self.factory._connected(self)
         if self.factory.idle_timeout:
