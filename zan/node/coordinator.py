@@ -298,7 +298,8 @@ class EtcdCluster(ReplicaHost):
                 conf_change_pending=raft.pending_conf_index > raft.raft_log.applied,
                 since_leader_change=now - since[1],
                 change_wait=self.config.leader_change_wait_ms / 1000.0,
-                lag=self.config.leader_transfer_lag)
+                lag=self.config.leader_transfer_lag,
+                active={r for r, pr in raft.prs.items() if pr.recent_active})
             if action is not None:
                 self._carry_out(gid, partition, action)
 
@@ -360,9 +361,11 @@ class EtcdCluster(ReplicaHost):
             if not partition.is_leader:
                 continue
             status = self.driver.status(gid)
+            prs = self.driver.raw_node(gid).raft.prs
             heirs = sorted((p.match, r) for r, p in status.progress.items()
                            if r != partition.replica_id
-                           and r in self.driver.conf_state(gid).voters)
+                           and r in self.driver.conf_state(gid).voters
+                           and r in prs and prs[r].recent_active)
             if heirs:
                 self.driver.transfer_leader(gid, heirs[-1][1])
         led = sum(1 for p in self.by_group.values() if p.is_leader)

@@ -11,7 +11,7 @@ only carries the decisions out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 from zan.pd.model import NamespaceMeta, PartitionReplicaInfo
 
@@ -124,7 +124,8 @@ class TransferLeader:
 
 def leader_action(me: int, info: PartitionReplicaInfo, voters: Sequence[int],
                   matches: Mapping[int, int], commit: int, *, conf_change_pending: bool,
-                  since_leader_change: float, change_wait: float, lag: int):
+                  since_leader_change: float, change_wait: float, lag: int,
+                  active: Collection[int] | None = None):
     """The one step the leader (replica `me`) takes now, or None.
 
     In order: add an in-sync-replica-set member missing from the group; remove a member
@@ -132,12 +133,16 @@ def leader_action(me: int, info: PartitionReplicaInfo, voters: Sequence[int],
     it is the leader itself); then move leadership to `RaftNodes[0]` once that replica
     has caught up and leadership has been stable for `change_wait` seconds.  Membership
     changes go one at a time (`conf_change_pending`), as Raft requires.
+
+    Leadership only goes to a replica in `active` (those the leader has heard from within
+    the last election timeout; None: every voter), because a transfer to a replica that
+    is down never completes, and while one is pending the leader drops every proposal.
     """
     wanted = [(info.raft_ids[n], n) for n in info.isr if n in info.raft_ids]
     voter_set = set(voters)
 
     def caught_up(rid: int) -> bool:
-        return matches.get(rid, 0) + lag >= commit
+        return matches.get(rid, 0) + lag >= commit and (active is None or rid in active)
 
     if not conf_change_pending:
         for rid, node in wanted:
