@@ -12,7 +12,7 @@ import time
 
 import hiredis
 
-__all__ = ["free_port", "wait_for_port", "RedisServer", "RawClient", "stop_process"]
+__all__ = ["free_port", "free_port_range", "wait_for_port", "RedisServer", "RawClient", "stop_process"]
 
 
 # Ports for servers the tests start come from below the kernel's ephemeral range
@@ -45,6 +45,33 @@ def free_port() -> int:
                 continue
             return port
     raise RuntimeError("no free port left in this worker's slice")
+
+
+def free_port_range(count: int) -> int:
+    """The first of `count` consecutive ports, all free now, from this worker's slice; the
+    ports after it are not handed out again by `free_port` for a while."""
+    global _next_port
+    low = _PORT_BASE + _worker_index() * _PORT_SLICE
+    if _next_port is None:
+        _next_port = low + (os.getpid() % _PORT_SLICE)
+    for _ in range(_PORT_SLICE // count):
+        first = _next_port
+        if first + count > low + _PORT_SLICE:
+            first = low
+        _next_port = low + (first + count - low) % _PORT_SLICE
+        socks = []
+        try:
+            for port in range(first, first + count):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        return first
+    raise RuntimeError(f"no {count} consecutive free ports left in this worker's slice")
 
 
 def wait_for_port(port: int, timeout: float = 10.0, proc: subprocess.Popen | None = None) -> None:
