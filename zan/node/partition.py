@@ -154,9 +154,9 @@ class LocalPartition:
                                f" is behind the compacted log ({log.first_index() - 1})")
         index = first
         while index <= last:
-            for entry in log.entries(index, last + 1, 8 << 20):
-                self.state_machine.apply(entry.index, entry.data)
-                index = entry.index + 1
+            entries = log.entries(index, last + 1, 8 << 20)
+            self.state_machine.apply_many([(entry.index, entry.data) for entry in entries])
+            index = entries[-1].index + 1
         if last >= first:
             self._log.info("{partition}: replayed entries {first}..{last} from the log",
                            partition=self.name, first=first, last=last)
@@ -183,10 +183,18 @@ class LocalPartition:
     def apply_pending(self, upto: int) -> None:
         """Apply and answer the entries up to `upto`, which a sync made durable."""
         pending = self._pending
-        apply = self.state_machine.apply
+        batch = []
         while pending and pending[0][0] <= upto:
-            index, data, d = pending.popleft()
-            d.callback(apply(index, data))
+            batch.append(pending.popleft())
+        if batch:
+            try:
+                replies = self.state_machine.apply_many([(index, data) for index, data, _ in batch])
+            except Exception as e:
+                for _, _, d in batch:
+                    d.errback(StorageError(f"applying the entry failed: {e}"))
+                raise
+            for (_, _, d), reply in zip(batch, replies):
+                d.callback(reply)
         self._maybe_compact()
 
     def fail_pending(self, upto: int, failure) -> None:

@@ -131,8 +131,7 @@ class RaftPartition:
     # -- Raft callbacks ----------------------------------------------------------------
 
     def apply(self, entries: Sequence[Entry]) -> list:
-        results = []
-        apply = self.state_machine.apply
+        batch = []
         for e in entries:
             if e.type == EntryType.CONF_CHANGE:
                 cc = decode_conf_change(e.data)
@@ -144,10 +143,10 @@ class RaftPartition:
                                        partition=self.name, replica=self.replica_id)
                 else:
                     self.members[cc.node_id] = cc.context
-                apply(e.index, b"")        # advances the applied index, nothing else
-                results.append(None)
+                batch.append((e.index, b""))  # advances the applied index, nothing else
             else:
-                results.append(apply(e.index, e.data))
+                batch.append((e.index, e.data))
+        results = self.state_machine.apply_many(batch)
         self._maybe_compact()
         return results
 

@@ -71,36 +71,52 @@ class PartitionStateMachine:
     def apply(self, index: int, data: bytes) -> Any:
         """Apply the entry at `index`; returns the command's reply (an error reply is a
         `RespError` value, not an exception: the entry is applied either way)."""
-        if index <= self.applied_index:
-            return None  # replayed after a crash: already in the database
+        return self.apply_many(((index, data),))[0]
+
+    def apply_many(self, entries) -> list:
+        """Apply a run of ``(index, data)`` entries in order; returns their replies.
+
+        Their changes and the new applied index go to the database in one WriteBatch: each
+        entry reads the changes of the ones before it through a `_Pending` view, which
+        writes them out first (with the applied index they reach) if a handler iterates."""
+        pending = _Pending(self)
+        replies = []
+        append = replies.append
+        for index, data in entries:
+            if index <= self.applied_index:
+                append(None)  # replayed after a crash: already in the database
+                continue
+            append(self._apply_one(pending, index, data))
+            self.applied_index = index
+            pending.index = index
+        pending.write()
+        return replies
+
+    def _apply_one(self, pending: "_Pending", index: int, data: bytes) -> Any:
         entry = decode_entry(data)
-        changes: dict[bytes, bytes | None]
-        if entry[0] == ENTRY_COMMAND:
-            _, now_ms, seed, name, args = entry
-            txn = Txn(self.engine, now_ms=now_ms, index=index, seed=seed, writable=True,
-                      options=self.options)
-            try:
-                reply = REGISTRY[name].handler(txn, args)
-                changes = txn.changes
-                if txn.keys_delta:
-                    self.keys_count += txn.keys_delta
-                    changes[KEYS_COUNT_KEY] = encode_i64(self.keys_count)
-                if txn.expires_delta:
-                    self.expires_count += txn.expires_delta
-                    changes[EXPIRES_COUNT_KEY] = encode_i64(self.expires_count)
-            except ZanError as e:
-                reply, changes = e, {}
-            except Exception:
-                # A bug, but a deterministic one: every replica fails the same way, so the
-                # entry still counts as applied and nobody diverges.
-                self._log.failure("applying {name} at {partition}:{index}", name=name,
-                                  partition=self.name, index=index)
-                reply, changes = RespError("ERR internal error"), {}
-        else:
-            reply, changes = None, {}
-        changes[APPLIED_INDEX_KEY] = encode_i64(index)
-        self.engine.write(changes)
-        self.applied_index = index
+        if entry[0] != ENTRY_COMMAND:
+            return None
+        _, now_ms, seed, name, args = entry
+        txn = Txn(pending, now_ms=now_ms, index=index, seed=seed, writable=True,
+                  options=self.options)
+        try:
+            reply = REGISTRY[name].handler(txn, args)
+        except ZanError as e:
+            return e
+        except Exception:
+            # A bug, but a deterministic one: every replica fails the same way, so the
+            # entry still counts as applied and nobody diverges.
+            self._log.failure("applying {name} at {partition}:{index}", name=name,
+                              partition=self.name, index=index)
+            return RespError("ERR internal error")
+        changes = pending.changes
+        changes.update(txn.changes)
+        if txn.keys_delta:
+            self.keys_count += txn.keys_delta
+            changes[KEYS_COUNT_KEY] = encode_i64(self.keys_count)
+        if txn.expires_delta:
+            self.expires_count += txn.expires_delta
+            changes[EXPIRES_COUNT_KEY] = encode_i64(self.expires_count)
         return reply
 
     def purge(self, deletions: dict[bytes, None]) -> None:
@@ -122,3 +138,35 @@ class PartitionStateMachine:
         """Run a read command on the current state; raises its RespError."""
         txn = Txn(self.engine, now_ms=now_ms, seed=seed, options=self.options)
         return REGISTRY[name].handler(txn, args)
+
+
+class _Pending:
+    """The database as the entries of an `apply_many` run see it: what the entries applied
+    so far changed (not written yet), over the engine.  Iterating writes those changes
+    out first, with the applied index they reach, so an iterator sees them too."""
+
+    __slots__ = ("_sm", "_engine", "changes", "index")
+
+    def __init__(self, sm: PartitionStateMachine):
+        self._sm = sm
+        self._engine = sm.engine
+        self.changes: dict[bytes, bytes | None] = {}
+        self.index = 0  # the last entry whose changes are in `changes`
+
+    def get(self, key: bytes) -> bytes | None:
+        changes = self.changes
+        if key in changes:
+            return changes[key]
+        return self._engine.get(key)
+
+    def iterator(self, *args, **kwargs):
+        self.write()
+        return self._engine.iterator(*args, **kwargs)
+
+    def write(self) -> None:
+        if self.index:
+            changes = self.changes
+            changes[APPLIED_INDEX_KEY] = encode_i64(self.index)
+            self._engine.write(changes)
+            self.changes = {}
+            self.index = 0
