@@ -67,7 +67,12 @@ def _update(txn: Txn, pk: bytes, current: Meta | None, value: bytes) -> None:
 
 @command("get", 2, (READONLY, FAST), group="string", summary="Get the value of a key")
 def get(txn: Txn, args: list[bytes]):
-    return get_string(txn, args[0])
+    meta = lookup(txn, args[0])
+    if meta is None:
+        return None
+    if meta.type != T_STRING:
+        raise wrongtype()
+    return meta.payload
 
 
 command("stale.get", 2, (READONLY, FAST), group="string", allow_stale=True,

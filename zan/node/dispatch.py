@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from zan.commands.registry import REGISTRY
-from zan.commands.table import NO_AUTH, Route, check_arity, lookup_command
+from zan.commands.table import NO_AUTH, Route, lookup_command
 from zan.errors import NotLeader, PartitionNotFound, RespError, ZanError, wrong_arity
 from zan.node.namespaces import KeyRouter
 from zan.store.statemachine import encode_command_entry
@@ -60,6 +60,8 @@ CROSSSLOT = "CROSSSLOT Keys in request don't hash to the same slot"
 # partition sends it to one that does, which sends it to the leader if it is not.
 _MAX_HOPS = 2
 _FORWARDED = (b"ZANFWD", b"zanfwd")
+# Bound on the spellings remembered (upper/lower/mixed case of every command name).
+_KNOWN_SPELLINGS = 4096
 
 
 class NodeDispatcher:
@@ -73,6 +75,10 @@ class NodeDispatcher:
         self.server = server              # context for SERVER-route handlers
         self.requirepass = requirepass
         self._rng = rng or random.Random()
+        self._getrandbits = self._rng.getrandbits
+        # argv[0] as clients spell it -> (spec, is_write): the command table's lookup
+        # (decode, lower case) once per spelling.
+        self._known: dict[bytes, tuple] = {}
         self.commands_processed = 0
         # Commands the node runs itself rather than by route (the scans): name -> f(spec, argv).
         self.special: dict[str, Callable[[Any, list[bytes]], Any]] = {}
@@ -87,10 +93,15 @@ class NodeDispatcher:
 
     def dispatch(self, client, argv: list[bytes]):
         self.commands_processed += 1
-        if argv[0] in _FORWARDED:
-            return self._forwarded(client, argv)
-        spec = lookup_command(argv)
-        check_arity(spec, len(argv))
+        known = self._known.get(argv[0])
+        if known is None:
+            if argv[0] in _FORWARDED:
+                return self._forwarded(client, argv)
+            known = self._learn(argv)
+        spec, is_write = known
+        arity = spec.arity
+        if (argc := len(argv)) != arity and (arity > 0 or argc < -arity):
+            raise wrong_arity(spec.name)
         if self.requirepass and not client.authenticated and NO_AUTH not in spec.flags:
             raise RespError("NOAUTH Authentication required.")
         if spec.route is Route.SERVER:
@@ -98,11 +109,33 @@ class NodeDispatcher:
         seq = client.extra.get("seq")
         if seq is None:
             seq = client.extra["seq"] = _Sequencer()
-        if seq.queue or (seq.pending_writes and not spec.is_write):
+        elif seq.queue or (seq.pending_writes and not is_write):
             d = Deferred()
-            seq.queue.append((spec.is_write, lambda: self._execute(spec, argv, seq), d))
+            seq.queue.append((is_write, lambda: self._execute(spec, argv, seq), d))
             return d
-        return self._execute(spec, argv, seq)
+        if spec.route is not Route.KEY or spec.name in self.special:
+            return self._execute(spec, argv, seq)
+        # The common case, _execute for a one-key command without the indirections.
+        namespace, pid, pk = self.router.locate(argv[1])
+        partition = self.partitions.partition(namespace, pid)
+        if partition is None:
+            raise PartitionNotFound()
+        args = argv[1:]
+        args[0] = pk
+        result = self._on(partition, spec, args)
+        if is_write and isinstance(result, Deferred):
+            seq.pending_writes += 1
+            result.addBoth(self._write_done, seq)
+        return result
+
+    def _learn(self, argv: list[bytes]) -> tuple:
+        """(spec, is_write) of argv[0], remembered under its exact spelling; raises
+        Redis's unknown-command error."""
+        spec = lookup_command(argv)
+        known = (spec, spec.is_write)
+        if len(self._known) < _KNOWN_SPELLINGS:
+            self._known[argv[0]] = known
+        return known
 
     def connection_closed(self, client) -> None:
         seq = client.extra.get("seq")
@@ -115,13 +148,14 @@ class NodeDispatcher:
         result = self._run(spec, argv)
         if spec.is_write and isinstance(result, Deferred):
             seq.pending_writes += 1
-
-            def done(reply):
-                seq.pending_writes -= 1
-                self._drain(seq)
-                return reply
-            result.addBoth(done)
+            result.addBoth(self._write_done, seq)
         return result
+
+    def _write_done(self, reply, seq: _Sequencer):
+        seq.pending_writes -= 1
+        if seq.queue:
+            self._drain(seq)
+        return reply
 
     def _drain(self, seq: _Sequencer) -> None:
         # Queued writes may go as soon as they are first in line; a read waits for every
@@ -136,9 +170,13 @@ class NodeDispatcher:
             return special(spec, argv)
         route = spec.route
         if route is Route.KEY:
-            r = self.router.route(argv[1])
-            partition = self._partition(r.namespace, r.partition)
-            return self._on(partition, spec, [r.pk, *argv[2:]])
+            namespace, pid, pk = self.router.locate(argv[1])
+            partition = self.partitions.partition(namespace, pid)
+            if partition is None:
+                raise PartitionNotFound()
+            args = argv[1:]
+            args[0] = pk
+            return self._on(partition, spec, args)
         if route is Route.MULTI_KEY:
             return self._multi(spec, argv)
         if route is Route.SAME_PARTITION:
@@ -158,17 +196,17 @@ class NodeDispatcher:
         return self._on(partition, spec, args)
 
     def _on(self, partition: Partition, spec, args: list[bytes], hops: int = _MAX_HOPS):
-        seed = self._rng.getrandbits(63)
+        seed = self._getrandbits(63)
+        now_ms = int(self._reactor.seconds() * 1000)
         try:
             if spec.is_write:
-                result = partition.propose(
-                    encode_command_entry(self.now_ms(), seed, spec.name, args))
+                result = partition.propose(encode_command_entry(now_ms, seed, spec.name, args))
             elif spec.allow_stale:
                 # stale.*: this replica's own state, leader or not (ZanRedisDB's follower reads).
                 read = getattr(partition, "stale_read", partition.read)
-                result = read(spec.name, args, self.now_ms(), seed)
+                result = read(spec.name, args, now_ms, seed)
             else:
-                result = partition.read(spec.name, args, self.now_ms(), seed)
+                result = partition.read(spec.name, args, now_ms, seed)
         except NotLeader:
             if self.forwarder is None or hops <= 0:
                 raise

@@ -19,6 +19,9 @@ from zan.store.keyspace import MAX_KEY
 __all__ = ["KeyRoute", "KeyRouter", "partition_of"]
 
 
+_hash = mmh3.hash
+
+
 def partition_of(pk: bytes, partition_num: int) -> int:
     return mmh3.hash(pk, 0, signed=False) % partition_num
 
@@ -39,6 +42,10 @@ class KeyRouter:
         self.__init__(namespaces, default_namespace)
 
     def route(self, key: bytes) -> KeyRoute:
+        return KeyRoute(*self.locate(key))
+
+    def locate(self, key: bytes) -> tuple[str, int, bytes]:
+        """`route` as a plain (namespace, partition, pk) tuple, for the hot path."""
         if len(key) > MAX_KEY:
             raise RespError("ERR invalid key size")
         prefix, sep, pk = key.partition(b":")
@@ -53,4 +60,4 @@ class KeyRouter:
             raise RespError("ERR invalid redis key")
         else:
             raise NamespaceNotFound()
-        return KeyRoute(ns.name, partition_of(pk, ns.partition_num), pk)
+        return ns.name, _hash(pk, 0, False) % ns.partition_num, pk

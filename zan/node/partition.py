@@ -131,6 +131,7 @@ class LocalPartition:
         self._unpersisted: list[Entry] = []
         self._next_index = group_log.last_index() + 1
         self.stopped = False
+        self.read = state_machine.read  # `read` without a call of its own
         self._replay()
 
     @property

@@ -43,6 +43,7 @@ class LevelDBEngine:
             )
         except plyvel.Error as e:
             raise StorageError(f"cannot open LevelDB at {path}: {e}") from e
+        self.get = self._db.get  # the hot read, without a method call of its own
 
     # -- reads ---------------------------------------------------------------------
 
