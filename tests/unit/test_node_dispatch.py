@@ -188,3 +188,54 @@ def test_sync_off_the_reactor_answers_only_what_it_covered(tmp_path):
     assert second.result == b"OK"
     n.committer._runner = None
     n.close()
+
+
+def test_next_sync_starts_before_the_covered_writes_are_applied(tmp_path, monkeypatch):
+    """The disk works on the next batch while the synced one is applied and answered;
+    the log is compacted only while no sync is out."""
+    syncs = []
+
+    def runner(sync):
+        d = Deferred()
+        syncs.append((sync, d))
+        return d
+
+    n = Node(tmp_path, partitions=1)
+    n.committer._runner = runner
+    c1, c2 = client(1), client(2)
+    first = run(n, c1, "set", "a", "1")
+    n.clock.advance(0)
+    second = run(n, c2, "set", "b", "2")
+    n.clock.advance(0)
+    started_before_answer = []
+    first.addCallback(lambda r: started_before_answer.append(len(syncs)) or r)
+    sync, d = syncs.pop()
+    sync()
+    d.callback(None)
+    assert first.result == b"OK" and started_before_answer == [1]
+    assert not second.called
+    sync, d = syncs.pop()
+    sync()
+    d.callback(None)
+    assert second.result == b"OK"
+
+    compactions = []
+    log = n.wal.group(1)
+    real_compact = type(log).compact
+
+    def compact(self, index):
+        assert not n.committer._in_flight
+        compactions.append(index)
+        real_compact(self, index)
+    monkeypatch.setattr(type(log), "compact", compact)
+    for i in range(120):
+        d = run(n, c1, "incr", "counter")
+        n.clock.advance(0)
+        while syncs:
+            sync, sd = syncs.pop(0)
+            sync()
+            sd.callback(None)
+        assert d.result == i + 1
+    assert compactions and log.first_index() > 50
+    n.committer._runner = None
+    n.close()

@@ -122,8 +122,13 @@ class NodeDispatcher:
             raise PartitionNotFound()
         args = argv[1:]
         args[0] = pk
+        if not is_write:
+            if self.forwarder is None and not spec.allow_stale:
+                return partition.read(spec.name, args, int(self._reactor.seconds() * 1000),
+                                      self._getrandbits(63))
+            return self._on(partition, spec, args)
         result = self._on(partition, spec, args)
-        if is_write and isinstance(result, Deferred):
+        if type(result) is Deferred or isinstance(result, Deferred):
             seq.pending_writes += 1
             result.addBoth(self._write_done, seq)
         return result

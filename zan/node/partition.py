@@ -34,7 +34,8 @@ class GroupCommitter:
     pool), the fsync runs off the reactor thread so the reactor keeps parsing and serving
     while the disk works; writes arriving meanwhile wait for the next sync (one at a time:
     nothing else touches the log in the meantime), and only the entries a sync covered
-    are applied and answered when it completes."""
+    are applied and answered when it completes.  The next sync starts before they are
+    applied, so applying overlaps the disk's work."""
 
     _log = Logger()
 
@@ -59,7 +60,12 @@ class GroupCommitter:
             self._notify_idle()
             return
         dirty, self._dirty = self._dirty, {}
-        covered = [(p, p.persist_pending()) for p in dirty.values()]
+        covered = []
+        for p in dirty.values():
+            # Between syncs is the only time the log may be compacted: a sync running in
+            # the pool reads the groups' state.
+            p.maybe_compact()
+            covered.append((p, p.persist_pending()))
         if self._runner is None:
             self._log_store.sync()
             self._synced(None, covered)
@@ -72,6 +78,10 @@ class GroupCommitter:
     def _synced(self, _, covered) -> None:
         self._in_flight = False
         self.syncs += 1
+        if self._dirty and self._runner is not None:
+            # The writes that arrived meanwhile go to the disk now, while these entries
+            # are applied and answered (which touches LevelDB, not the log).
+            self.flush()
         for partition, upto in covered:
             partition.apply_pending(upto)
         self._next()
@@ -196,7 +206,6 @@ class LocalPartition:
                 raise
             for (_, _, d), reply in zip(batch, replies):
                 d.callback(reply)
-        self._maybe_compact()
 
     def fail_pending(self, upto: int, failure) -> None:
         pending = self._pending
@@ -208,7 +217,9 @@ class LocalPartition:
     def read(self, name: str, args: list[bytes], now_ms: int, seed: int = 0) -> Any:
         return self.state_machine.read(name, args, now_ms, seed)
 
-    def _maybe_compact(self) -> None:
+    def maybe_compact(self) -> None:
+        """Drop the log entries the database holds once snap_count of them have piled up
+        (called by the committer between syncs)."""
         applied = self.state_machine.applied_index
         if applied - (self._group_log.first_index() - 1) < self._snap_count:
             return

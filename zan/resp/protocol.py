@@ -31,6 +31,7 @@ from zope.interface import implementer
 from zan.errors import ProtocolError, RespError, ZanError
 from zan.netutil import no_delay
 from zan.resp.encoder import encode, encode_error
+from zan.resp.types import SimpleString
 from zan.resp.parser import (
     PROTO_INLINE_MAX_SIZE,
     PROTO_MAX_BULK_LEN,
@@ -44,6 +45,9 @@ __all__ = ["ClientState", "Dispatcher", "RespServerProtocol", "RespServerFactory
 _PLAIN_TCP = (tcp.Server,)
 
 _INTERNAL_ERROR = encode_error(RespError("ERR internal error"))
+# Reply types that are never a Deferred, tested first: Deferred is an ABC, so isinstance
+# against it costs an __instancecheck__ call.
+_PLAIN_REPLIES = frozenset({bytes, int, type(None), list, SimpleString})
 
 
 @dataclass(slots=True, eq=False)
@@ -217,7 +221,7 @@ class RespServerProtocol(Protocol):
                 self._log.failure("command {command!r} failed", command=argv[0][:64])
                 data = _INTERNAL_ERROR
             else:
-                if isinstance(result, Deferred):
+                if type(result) not in _PLAIN_REPLIES and isinstance(result, Deferred):
                     slot = _Slot()
                     queue.append(slot)
                     result.addCallbacks(self._deferred_result, self._deferred_failure, (slot, argv[0]), None, (slot, argv[0]))
