@@ -116,6 +116,11 @@ def _parse_string_options(args: list[bytes], start: int, *, for_set: bool):
 @command("set", -3, (WRITE, DENYOOM), group="string", summary="Set the string value of a key")
 def set_(txn: Txn, args: list[bytes]):
     pk, value = args[0], check_value(args[1])
+    if len(args) == 2:
+        # Plain SET, the common case: _set_generic with no flags and no deadline.
+        current = lookup(txn, pk)
+        store_meta(txn, pk, Meta(T_STRING, kept_expire(txn, current, 0), 0, value))
+        return OK
     flags, kind, raw = _parse_string_options(args, 2, for_set=True)
     expire_at = set_option_deadline(txn, kind, raw, "set") if kind is not None else 0
     return _set_generic(txn, pk, value, flags, expire_at)

@@ -82,10 +82,11 @@ class Dispatcher(TypingProtocol):
 class _Slot:
     """The place of a reply whose Deferred has not fired yet."""
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "command")
 
-    def __init__(self) -> None:
+    def __init__(self, command: bytes) -> None:
         self.data: bytes | None = None
+        self.command = command  # argv[0], for the log
 
 
 def _format_addr(addr: IAddress | None) -> str:
@@ -198,6 +199,8 @@ class RespServerProtocol(Protocol):
         dispatch = self._dispatcher.dispatch
         pop = parser.pop
         max_pending = self.factory.max_pending
+        on_result = self._deferred_result
+        on_failure = self._deferred_failure
         while not self._closing:
             if self._transport_paused or len(queue) >= max_pending:
                 self._set_reading_paused(True)
@@ -222,9 +225,9 @@ class RespServerProtocol(Protocol):
                 data = _INTERNAL_ERROR
             else:
                 if type(result) not in _PLAIN_REPLIES and isinstance(result, Deferred):
-                    slot = _Slot()
+                    slot = _Slot(argv[0])
                     queue.append(slot)
-                    result.addCallbacks(self._deferred_result, self._deferred_failure, (slot, argv[0]), None, (slot, argv[0]))
+                    result.addCallbacks(on_result, on_failure, (slot,), None, (slot,))
                     if client.close_after_reply:
                         self._closing = True
                     continue
@@ -249,21 +252,21 @@ class RespServerProtocol(Protocol):
 
     # --- replies from Deferreds ------------------------------------------------------
 
-    def _deferred_result(self, result, slot: _Slot, command: bytes) -> None:
+    def _deferred_result(self, result, slot: _Slot) -> None:
         try:
             slot.data = encode(result)
         except ZanError as e:
             slot.data = encode_error(e)
         except Exception:
-            self._log.failure("cannot encode the reply to {command!r}", command=command[:64])
+            self._log.failure("cannot encode the reply to {command!r}", command=slot.command[:64])
             slot.data = _INTERNAL_ERROR
         self._slot_done()
 
-    def _deferred_failure(self, failure: Failure, slot: _Slot, command: bytes) -> None:
+    def _deferred_failure(self, failure: Failure, slot: _Slot) -> None:
         if failure.check(ZanError):
             slot.data = encode_error(failure.value)
         else:
-            self._log.failure("command {command!r} failed", failure, command=command[:64])
+            self._log.failure("command {command!r} failed", failure, command=slot.command[:64])
             slot.data = _INTERNAL_ERROR
         self._slot_done()
 

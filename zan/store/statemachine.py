@@ -93,10 +93,14 @@ class PartitionStateMachine:
         return replies
 
     def _apply_one(self, pending: "_Pending", index: int, data: bytes) -> Any:
-        entry = decode_entry(data)
-        if entry[0] != ENTRY_COMMAND:
+        if not data:
+            return None  # Raft's no-op
+        fields = _unpackb(data)
+        if fields[0] != _ENTRY_FORMAT:
+            raise ZanError(f"unknown entry format {fields[0]!r}")
+        if fields[1] != ENTRY_COMMAND:
             return None
-        _, now_ms, seed, name, args = entry
+        _, _, now_ms, seed, name, args = fields
         txn = Txn(pending, now_ms=now_ms, index=index, seed=seed, writable=True,
                   options=self.options)
         try:
