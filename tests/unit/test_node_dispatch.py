@@ -239,3 +239,24 @@ def test_next_sync_starts_before_the_covered_writes_are_applied(tmp_path, monkey
     assert compactions and log.first_index() > 50
     n.committer._runner = None
     n.close()
+
+
+def test_a_read_waits_for_every_unfinished_write_of_a_long_write_run(node):
+    c = client()
+    for i in range(100):
+        run(node, c, "set", f"k{i % 7}", str(i))
+    r = run(node, c, "get", "k1")              # 99 % 7 == 1: the last write of k1
+    assert isinstance(r, Deferred) and not r.called
+    node.clock.advance(0)
+    node.clock.advance(0)
+    assert r.result == b"99"
+    for i in range(70):                         # finished writes are forgotten
+        run(node, c, "set", "k", str(i))
+        node.clock.advance(0)
+    last = run(node, c, "set", "k", "last")
+    r = run(node, c, "get", "k")
+    assert not r.called                         # waits for the one still unfinished
+    node.clock.advance(0)
+    node.clock.advance(0)
+    assert last.result == b"OK" and r.result == b"last"
+    assert run(node, c, "get", "k") == b"last"  # nothing pending: answered at once

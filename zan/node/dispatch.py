@@ -47,11 +47,18 @@ class PartitionSet(Protocol):
 class _Sequencer:
     """Per-connection ordering state (see module docstring)."""
 
-    __slots__ = ("pending_writes", "queue")
+    __slots__ = ("pending_writes", "queue", "unwatched")
 
     def __init__(self):
         self.pending_writes = 0
         self.queue: deque[tuple[bool, Callable[[], Any], Deferred]] = deque()
+        # Writes not counted in pending_writes yet, done or not: a write-only connection
+        # costs no callback per write; a read counts the unfinished ones (`_watch`).
+        self.unwatched: deque[Deferred] = deque()
+
+
+def _finished(d: Deferred) -> bool:
+    return d.called and not d.paused
 
 
 CROSSSLOT = "CROSSSLOT Keys in request don't hash to the same slot"
@@ -109,7 +116,8 @@ class NodeDispatcher:
         seq = client.extra.get("seq")
         if seq is None:
             seq = client.extra["seq"] = _Sequencer()
-        elif seq.queue or (seq.pending_writes and not is_write):
+        elif seq.queue or (not is_write and (
+                seq.pending_writes or (seq.unwatched and self._watch(seq)))):
             d = Deferred()
             seq.queue.append((is_write, lambda: self._execute(spec, argv, seq), d))
             return d
@@ -129,9 +137,26 @@ class NodeDispatcher:
             return self._on(partition, spec, args)
         result = self._on(partition, spec, args)
         if type(result) is Deferred or isinstance(result, Deferred):
-            seq.pending_writes += 1
-            result.addBoth(self._write_done, seq)
+            if self.forwarder is None:
+                unwatched = seq.unwatched
+                unwatched.append(result)
+                if len(unwatched) > 64:
+                    while unwatched and _finished(unwatched[0]):
+                        unwatched.popleft()
+            else:
+                seq.pending_writes += 1
+                result.addBoth(self._write_done, seq)
         return result
+
+    def _watch(self, seq: _Sequencer) -> bool:
+        """Count the connection's unfinished unwatched writes in pending_writes, to hear
+        when they end; True if there are any."""
+        for d in seq.unwatched:
+            if not _finished(d):
+                seq.pending_writes += 1
+                d.addBoth(self._write_done, seq)
+        seq.unwatched.clear()
+        return seq.pending_writes > 0
 
     def _learn(self, argv: list[bytes]) -> tuple:
         """(spec, is_write) of argv[0], remembered under its exact spelling; raises
@@ -146,6 +171,7 @@ class NodeDispatcher:
         seq = client.extra.get("seq")
         if seq is not None:
             seq.queue.clear()
+            seq.unwatched.clear()
 
     # -- execution -----------------------------------------------------------------
 
