@@ -4,7 +4,9 @@ One `RespServerProtocol` per connection feeds bytes to a `RequestParser`, hands 
 `Dispatcher.dispatch(client, argv)` and writes the replies, in command order, whatever order the
 Deferreds fire in.  It follows Redis's connection semantics:
 
-* replies to a run of commands parsed from one read go out in one ``transport.write``;
+* replies to a run of commands parsed from one read go out in one write; on a TCP socket that
+  write happens at the end of the reactor turn, with every other connection's (Redis writes
+  its replies before it sleeps, too);
 * malformed input gets its error reply after the replies of the commands before it, then the
   connection is closed; the same happens after a command that set ``close_after_reply`` (QUIT);
 * a client that does not read its replies, or that has too many replies outstanding, is not read
@@ -122,11 +124,17 @@ class RespServerProtocol(Protocol):
         self._transport_paused = False  # the transport asked us to stop (client not reading)
         self._reading_paused = False
         self._idle_call = None
+        self._end_of_turn = False
 
     # --- connection ------------------------------------------------------------------
 
     def connectionMade(self) -> None:
         no_delay(self.transport)
+        # On a TCP socket, replies are written at the end of the reactor turn, every
+        # connection's together, as Redis does before it sleeps: the client is woken by the
+        # first one and is still running when the next arrive, where a write per read
+        # would wake it (a costly cross-CPU wake-up) for each.
+        self._end_of_turn = type(self.transport) in _PLAIN_TCP
         self.transport.registerProducer(self, True)
         self.factory._connected(self)
         if self.factory.idle_timeout:
@@ -189,7 +197,11 @@ class RespServerProtocol(Protocol):
             self._run_commands()
         finally:
             self._processing = False
-        self._flush()
+        if self._end_of_turn:
+            if self._out or self._queue or self._closing:
+                self.factory.flush_soon(self)
+        else:
+            self._flush()
 
     def _run_commands(self) -> None:
         parser = self._parser
