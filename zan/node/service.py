@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import gc
 import os
+import queue
 import random
+import threading
 import uuid
 
 import mmh3
 from twisted.application import service
 from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.internet.endpoints import TCP4ServerEndpoint
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from zan.errors import ZanError
@@ -53,6 +56,47 @@ def _tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20000, 20, 100)
+
+
+class _SyncThread:
+    """The thread the group commit's fsyncs run in (a sync_runner of `GroupCommitter`).
+
+    The reactor's thread pool would do, but its bookkeeping runs in the worker, and each
+    step of it waits for the GIL the busy reactor thread holds; here the worker runs the
+    sync and hands the result back, nothing more."""
+
+    def __init__(self, reactor):
+        self._reactor = reactor
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def __call__(self, f) -> Deferred:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="zan-log-sync", daemon=True)
+            self._thread.start()
+        d = Deferred()
+        self._jobs.put((f, d))
+        return d
+
+    def _run(self) -> None:
+        call = self._reactor.callFromThread
+        get = self._jobs.get
+        while True:
+            job = get()
+            if job is None:
+                return
+            f, d = job
+            try:
+                result = f()
+            except BaseException:
+                call(d.errback, Failure())
+            else:
+                call(d.callback, result)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread = None
 
 
 class _RespFactory(RespServerFactory):
@@ -138,10 +182,9 @@ class NodeService(service.MultiService):
         if config.replicated:
             self._open_cluster()
             return
-        self.committer = GroupCommitter(
-            self.reactor, self.log_store,
-            sync_runner=lambda sync: deferToThreadPool(
-                self.reactor, self.reactor.getThreadPool(), sync))
+        self._sync_thread = _SyncThread(self.reactor)
+        self.committer = GroupCommitter(self.reactor, self.log_store,
+                                        sync_runner=self._sync_thread)
         for ns in config.namespaces:
             options = KeyspaceOptions(expiration_policy=ns.expiration_policy)
             for pid in range(ns.partition_num):
@@ -205,6 +248,7 @@ class NodeService(service.MultiService):
             return
         if self.committer is not None:
             self.committer.close()
+            self._sync_thread.stop()
         for partition in self._partitions.values():
             partition.stop()
             partition.state_machine.engine.close()
