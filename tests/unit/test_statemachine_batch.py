@@ -61,3 +61,31 @@ def test_noop_entries_advance_the_applied_index(tmp_path):
     assert sm.apply_many([(1, b""), (2, b"")]) == [None, None]
     assert PartitionStateMachine(sm.engine).applied_index == 2
     assert sm.apply_many([(1, b""), (2, b"")]) == [None, None]
+
+
+@pytest.mark.parametrize("policy", ["wait_compact", "local_deletion"])
+def test_get_read_without_txn_matches_the_handler(tmp_path, policy):
+    from zan.commands.registry import REGISTRY
+    from zan.errors import ZanError
+    from zan.store.keyspace import KeyspaceOptions, Txn
+
+    sm = PartitionStateMachine(LevelDBEngine(str(tmp_path / "db")),
+                               KeyspaceOptions(expiration_policy=policy))
+    sm.apply_many([
+        (1, encode_command_entry(1000, 0, "set", [b"s", b"v"])),
+        (2, encode_command_entry(1000, 0, "set", [b"t", b"v", b"px", b"100"])),
+        (3, encode_command_entry(1000, 0, "rpush", [b"l", b"a"])),
+        (4, encode_command_entry(1000, 0, "set", [b"e", b""])),
+    ])
+
+    def outcome(f):
+        try:
+            return f()
+        except ZanError as e:
+            return repr(e)
+    for now in (1050, 1100, 5000):
+        for key in (b"s", b"t", b"l", b"e", b"missing"):
+            direct = outcome(lambda: sm.read("get", [key], now))
+            handler = outcome(lambda: REGISTRY["get"].handler(
+                Txn(sm.engine, now_ms=now, options=sm.options), [key]))
+            assert direct == handler, (policy, now, key)

@@ -18,7 +18,7 @@ from zan.commands.longdouble import (
     INFINITY, add_long_double, format_long_double, parse_long_double,
 )
 from zan.commands.merge import merge_ok, merge_positional
-from zan.commands.table import DENYOOM, FAST, READONLY, WRITE, Route, command
+from zan.commands.table import DENYOOM, FAST, READONLY, REGISTRY, WRITE, Route, command
 from zan.commands.ttl import (
     CHANGE_TTL_REFUSED, apply_deadline, is_local_deletion, kept_expire,
     set_option_deadline,
@@ -26,8 +26,10 @@ from zan.commands.ttl import (
 from zan.commands.util import INT64_MAX, INT64_MIN, parse_int
 from zan.errors import OVERFLOW, SYNTAX, RespError, wrong_arity, wrongtype
 from zan.resp.types import OK
+from zan.store.codec import META, META_HEADER
 from zan.store.keyspace import (
-    MAX_VALUE, T_STRING, Meta, Txn, check_value, lookup, lookup_as, remove_key, store_meta,
+    MAX_VALUE, T_STRING, WAIT_COMPACT, Meta, Txn, check_value, lookup, lookup_as, remove_key,
+    store_meta,
 )
 
 __all__ = ["get_string", "put_string"]
@@ -74,6 +76,22 @@ def get(txn: Txn, args: list[bytes]):
         raise wrongtype()
     return meta.payload
 
+
+def _get_without_txn(source, pk: bytes, now_ms: int, options) -> bytes | None:
+    """GET straight from a read-only source, for the state machine's read path: `lookup`'s
+    rules (an expired key is absent under wait_compact), then the type check."""
+    raw = source.get(META + pk)
+    if raw is None:
+        return None
+    type_, expire_at, _ = META_HEADER.unpack_from(raw)
+    if expire_at and expire_at <= now_ms and options.expiration_policy == WAIT_COMPACT:
+        return None
+    if type_ != T_STRING:
+        raise wrongtype()
+    return raw[META_HEADER.size:]
+
+
+REGISTRY["get"].extra["read"] = _get_without_txn
 
 command("stale.get", 2, (READONLY, FAST), group="string", allow_stale=True,
         summary="Get the value of a key, possibly from a follower")(get)

@@ -140,8 +140,13 @@ class PartitionStateMachine:
 
     def read(self, name: str, args: list[bytes], now_ms: int, seed: int = 0) -> Any:
         """Run a read command on the current state; raises its RespError."""
+        spec = REGISTRY[name]
+        direct = spec.extra.get("read")
+        if direct is not None:
+            # A one-record read that needs no Txn (GET): f(source, pk, now_ms, options).
+            return direct(self.engine, args[0], now_ms, self.options)
         txn = Txn(self.engine, now_ms=now_ms, seed=seed, options=self.options)
-        return REGISTRY[name].handler(txn, args)
+        return spec.handler(txn, args)
 
 
 class _Pending:
