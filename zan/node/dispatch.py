@@ -83,7 +83,7 @@ class NodeDispatcher:
         self.requirepass = requirepass
         self._rng = rng or random.Random()
         self._getrandbits = self._rng.getrandbits
-        # argv[0] as clients spell it -> (spec, is_write): the command table's lookup
+        # argv[0] as clients spell it -> (spec, is_write, ...): the command table's lookup
         # (decode, lower case) once per spelling.
         self._known: dict[bytes, tuple] = {}
         self.commands_processed = 0
@@ -105,13 +105,12 @@ class NodeDispatcher:
             if argv[0] in _FORWARDED:
                 return self._forwarded(client, argv)
             known = self._learn(argv)
-        spec, is_write = known
-        arity = spec.arity
+        spec, is_write, one_key, arity = known
         if (argc := len(argv)) != arity and (arity > 0 or argc < -arity):
             raise wrong_arity(spec.name)
         if self.requirepass and not client.authenticated and NO_AUTH not in spec.flags:
             raise RespError("NOAUTH Authentication required.")
-        if spec.route is Route.SERVER:
+        if one_key is None:
             return spec.handler(self.server, client, argv[1:])
         seq = client.extra.get("seq")
         if seq is None:
@@ -121,7 +120,7 @@ class NodeDispatcher:
             d = Deferred()
             seq.queue.append((is_write, lambda: self._execute(spec, argv, seq), d))
             return d
-        if spec.route is not Route.KEY or spec.name in self.special:
+        if not one_key or spec.name in self.special:
             return self._execute(spec, argv, seq)
         # The common case, _execute for a one-key command without the indirections.
         namespace, pid, pk = self.router.locate(argv[1])
@@ -159,10 +158,12 @@ class NodeDispatcher:
         return seq.pending_writes > 0
 
     def _learn(self, argv: list[bytes]) -> tuple:
-        """(spec, is_write) of argv[0], remembered under its exact spelling; raises
-        Redis's unknown-command error."""
+        """(spec, is_write, one_key, arity) of argv[0], remembered under its exact
+        spelling (one_key: None for a SERVER command, else whether its route is KEY);
+        raises Redis's unknown-command error."""
         spec = lookup_command(argv)
-        known = (spec, spec.is_write)
+        one_key = None if spec.route is Route.SERVER else spec.route is Route.KEY
+        known = (spec, spec.is_write, one_key, spec.arity)
         if len(self._known) < _KNOWN_SPELLINGS:
             self._known[argv[0]] = known
         return known
