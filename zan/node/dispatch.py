@@ -15,12 +15,14 @@ from collections import deque
 from typing import Any, Callable, Protocol
 
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.task import deferLater
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from zan.commands.registry import REGISTRY
 from zan.commands.table import NO_AUTH, Route, lookup_command
-from zan.errors import NotLeader, PartitionNotFound, RespError, ZanError, wrong_arity
+from zan.errors import NoLeader, NotLeader, PartitionNotFound, RespError, ZanError, wrong_arity
 from zan.node.namespaces import KeyRouter
 from zan.store.statemachine import encode_command_entry
 
@@ -92,6 +94,10 @@ class NodeDispatcher:
         # Replicated nodes: f(partition, spec_name, args, hops) -> Deferred running a
         # partition-level command on the node that leads `partition` (None: refuse).
         self.forwarder: Callable[..., Deferred] | None = None
+        # How long a command may wait for its partition to elect a leader, retrying every
+        # `leader_retry` seconds, before it fails with ERR_CLUSTER_CHANGED (0: at once).
+        self.leader_wait = 0.0
+        self.leader_retry = 0.1
 
     def now_ms(self) -> int:
         return int(self._reactor.seconds() * 1000)
@@ -227,7 +233,34 @@ class NodeDispatcher:
         """Run one command (args with primary keys) on one partition."""
         return self._on(partition, spec, args)
 
-    def _on(self, partition: Partition, spec, args: list[bytes], hops: int = _MAX_HOPS):
+    def _on(self, partition: Partition, spec, args: list[bytes], hops: int = _MAX_HOPS,
+            deadline: float | None = None):
+        if self.forwarder is None or self.leader_wait <= 0:
+            return self._on_once(partition, spec, args, hops)
+        try:
+            result = self._on_once(partition, spec, args, hops)
+        except NoLeader:
+            return self._leaderless(Failure(), partition, spec, args, hops, deadline)
+        if isinstance(result, Deferred):
+            result.addErrback(self._leaderless, partition, spec, args, hops, deadline)
+        return result
+
+    def _leaderless(self, failure, partition, spec, args, hops, deadline):
+        """The partition has no leader (an election or a leadership transfer under way):
+        the command was not run anywhere, so it waits for one and runs then, as long as
+        `leader_wait` allows, instead of failing the client during a routine election."""
+        failure.trap(NoLeader)
+        now = self._reactor.seconds()
+        if deadline is None:
+            deadline = now + self.leader_wait
+        if now + self.leader_retry > deadline:
+            return failure
+        # Look the partition up again: where its leader is may be known by then.
+        fresh = self.partitions.partition(partition.namespace, partition.pid) or partition
+        return deferLater(self._reactor, self.leader_retry, self._on, fresh, spec, args, hops,
+                          deadline)
+
+    def _on_once(self, partition: Partition, spec, args: list[bytes], hops: int):
         seed = self._getrandbits(63)
         now_ms = int(self._reactor.seconds() * 1000)
         try:
