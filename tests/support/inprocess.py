@@ -50,6 +50,8 @@ class MemoryNetwork:
         self.transports: dict[int, _MemoryTransport] = {}
         self.cut_links: set[tuple[int, int]] = set()
         self.drop_rate = 0.0
+        # f(frm, to, gid, msg) -> True to lose that message (targeted faults).
+        self.drop_if = None
 
     def factory(self, node_id):
         def make(on_messages, on_unreachable, on_snapshot_failed):
@@ -60,6 +62,8 @@ class MemoryNetwork:
 
     def deliver(self, frm, to, gid, msg):
         if (frm, to) in self.cut_links or (self.drop_rate and self.rng.random() < self.drop_rate):
+            return
+        if self.drop_if is not None and self.drop_if(frm, to, gid, msg):
             return
         self.clock.callLater(0, self._arrive, to, gid, msg)
 
@@ -171,6 +175,7 @@ class InProcessCluster:
         def fetch(leader, partition, receiver):
             node = self.nodes[leader]
             source = node.partition(partition.namespace, partition.pid)
+            node.cluster.snapshot_fetch_started(source.group_id, origin)
             snap = source.state_machine.engine.snapshot()
             try:
                 for chunk in snapshot_chunks(snap):

@@ -3,6 +3,8 @@ holds its old match index, yet the replica must catch up (by snapshot) and conve
 
 import shutil
 
+from zan.raft.types import MessageType
+
 from tests.support.inprocess import InProcessCluster
 from zan.node.http_api import data_checksum
 from zan.node.namespaces import partition_of
@@ -42,5 +44,39 @@ def test_wiped_follower_rejoins_under_an_unchanged_leader(tmp_path):
         c.run(1.0)
         assert c.nodes[wiped].partition("default", 0).state_machine.read(
             "llen", [k.encode()], now, 0) == 121
+    finally:
+        c.close()
+
+
+def test_a_lost_snapshot_message_is_sent_again(tmp_path):
+    """The follower never learns it was sent a snapshot: the leader does not wait for a
+    fetch that never starts longer than the start timeout before sending it again."""
+    c = InProcessCluster(tmp_path, snap_count=50, snap_catchup=5)
+    try:
+        c.wait_leader(0)
+        leader = c.leader_node(0)
+        wiped = next(i for i in (1, 2, 3) if i != leader)
+        k = key_in(0)
+        c.crash(wiped)
+        shutil.rmtree(c.configs[wiped].data_dir)
+        for i in range(120):
+            assert c.call(leader, "rpush", k, str(i)) == i + 1
+        lost = []
+
+        def lose_first_snapshot(frm, to, gid, msg):
+            if msg.type == MessageType.SNAP and not lost:
+                lost.append(msg)
+                return True
+            return False
+        c.net.drop_if = lose_first_snapshot
+        c.start(wiped)
+        c.run(5.0)
+        assert lost
+        behind = c.nodes[wiped].partition("default", 0).applied_index
+        assert behind < c.nodes[leader].partition("default", 0).applied_index
+        c.run(8.0)
+        now = int(c.clock.seconds() * 1000)
+        assert c.nodes[wiped].partition("default", 0).state_machine.read(
+            "llen", [k.encode()], now, 0) == 120
     finally:
         c.close()

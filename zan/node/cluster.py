@@ -34,9 +34,11 @@ from zan.store.statemachine import PartitionStateMachine
 
 __all__ = ["ReplicaHost", "RemotePartition", "StaticCluster", "replicas_of"]
 
-# A follower that asked for a snapshot and never finished fetching it must not leave the
-# leader waiting forever: after this long the leader reports the snapshot as failed.
-SNAPSHOT_REPORT_TIMEOUT = 120.0
+# A follower sent a snapshot fetches it at once; if it has not started after this long
+# (the message was dropped, it was busy with another fetch, its fetch failed before
+# reaching us) the leader reports the snapshot as failed and sends it again later.  Once
+# the fetch has started, the end of the stream reports the outcome.
+SNAPSHOT_START_TIMEOUT = 10.0
 
 
 def replicas_of(config: NodeConfig, ns: NamespaceConfig, pid: int) -> list[int]:
@@ -211,7 +213,14 @@ class ReplicaHost:
         if old is not None and old.active():
             old.cancel()
         self._snapshot_timers[key] = self.reactor.callLater(
-            SNAPSHOT_REPORT_TIMEOUT, self.driver.report_snapshot, gid, replica, False)
+            SNAPSHOT_START_TIMEOUT, self.driver.report_snapshot, gid, replica, False)
+
+    def snapshot_fetch_started(self, gid: int, replica: int) -> None:
+        """`replica` began fetching the snapshot it was sent: from now on the end of the
+        stream reports the outcome (a large database may stream for a long time)."""
+        timer = self._snapshot_timers.pop((gid, replica), None)
+        if timer is not None and timer.active():
+            timer.cancel()
 
     def snapshot_served(self, gid: int, replica: int, ok: bool) -> None:
         """The HTTP snapshot stream to `replica` ended (see the node's HTTP API)."""

@@ -266,6 +266,8 @@ class NodeHTTPAPI:
             cluster.snapshot_served(partition.group_id, replica, ok)
             if not streamed.called:
                 streamed.callback(None)
+        if replica:
+            cluster.snapshot_fetch_started(partition.group_id, replica)
         stream_snapshot(request, partition.state_machine.engine, served)
         return streamed
 
