@@ -387,6 +387,28 @@ class _Layout:
                     self.lc[hi] -= 1
                     self.lc[lo] += 1
                     return True
+        # Two swaps through a third member: hi hands one leadership to mid, mid hands
+        # one of its own to lo (mid keeps its count; still no data moves).
+        for hi, lo in pairs:
+            for mid in self.cands:
+                if mid in (hi, lo):
+                    continue
+                first = next((pid for pid, nodes in self.parts.items()
+                              if nodes and nodes[0] == hi and mid in nodes), None)
+                if first is None:
+                    continue
+                second = next((pid for pid, nodes in self.parts.items()
+                               if pid != first and nodes and nodes[0] == mid and lo in nodes),
+                              None)
+                if second is None:
+                    continue
+                for pid, new_leader in ((first, mid), (second, lo)):
+                    nodes = self.parts[pid]
+                    i = nodes.index(new_leader)
+                    nodes[0], nodes[i] = new_leader, nodes[0]
+                self.lc[hi] -= 1
+                self.lc[lo] += 1
+                return True
         for hi, lo in pairs:
             if self.rc[lo] >= self.rc[hi]:
                 continue
