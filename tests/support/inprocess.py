@@ -102,6 +102,8 @@ class _Node:
         router = KeyRouter({ns.name: ns for ns in config.namespaces}, config.default_namespace)
         self.dispatcher = NodeDispatcher(clock, router, self.cluster, server=None, rng=self.rng)
         self.dispatcher.forwarder = self.cluster.forward
+        self.dispatcher.wait_for_leaders(config.tick_ms, config.election_tick,
+                                         config.proposal_timeout_ms)
 
     def partition(self, ns, pid):
         return self._partitions.get((ns, pid))

@@ -99,6 +99,13 @@ class NodeDispatcher:
         self.leader_wait = 0.0
         self.leader_retry = 0.1
 
+    def wait_for_leaders(self, tick_ms: int, election_tick: int, proposal_timeout_ms: int):
+        """Let a command that reaches a partition mid-election wait for the new leader:
+        two election timeouts at most, within the proposal timeout, retried every tick."""
+        election = tick_ms * election_tick / 1000.0
+        self.leader_wait = min(2 * election, proposal_timeout_ms / 1000.0)
+        self.leader_retry = tick_ms / 1000.0
+
     def now_ms(self) -> int:
         return int(self._reactor.seconds() * 1000)
 

@@ -206,12 +206,9 @@ class NodeService(service.MultiService):
         self.dispatcher.partitions = cluster
         if self.config.allow_forwarding:
             self.dispatcher.forwarder = cluster.forward
-            # A command reaching a partition mid-election waits for the new leader (two
-            # election timeouts at most, within the proposal timeout) rather than failing.
             config = self.config
-            election = config.tick_ms * config.election_tick / 1000.0
-            self.dispatcher.leader_wait = min(2 * election, config.proposal_timeout_ms / 1000.0)
-            self.dispatcher.leader_retry = config.tick_ms / 1000.0
+            self.dispatcher.wait_for_leaders(config.tick_ms, config.election_tick,
+                                             config.proposal_timeout_ms)
 
     def _open_cluster(self) -> None:
         from zan.node.cluster import StaticCluster

@@ -106,11 +106,14 @@ class RaftDriver:
     def __init__(self, reactor, log_store: LogStore,
                  transport_send: Callable[[list[tuple[int, Message]]], None],
                  tick_ms: int = 200, proposal_timeout: float = 4.0,
-                 rand: random.Random | None = None):
+                 rand: random.Random | None = None, batch_delay: float = 0.0):
         self._reactor = reactor
         self._store = log_store
         self._transport_send = transport_send
         self._tick_seconds = tick_ms / 1000.0
+        # How long input may gather before a pass: proposals and messages arriving within
+        # it share one Ready per group, one log write and one fsync (0: the next turn).
+        self._batch_delay = batch_delay
         self.proposal_timeout = proposal_timeout
         self._rand = rand if rand is not None else random.Random()
         self._groups: dict[int, _Group] = {}
@@ -300,7 +303,7 @@ class RaftDriver:
 
     def _schedule(self) -> None:
         if self._scheduled is None:
-            self._scheduled = self._reactor.callLater(0, self._process)
+            self._scheduled = self._reactor.callLater(self._batch_delay, self._process)
 
     def _expire(self, g: _Group, p: _Pending) -> None:
         p.timer = None
