@@ -85,6 +85,14 @@ class RaftPartition:
     def propose(self, data: bytes) -> Deferred:
         if self.stopped:
             raise Stopping()
+        if not self.is_leader:
+            # Refused at once, without a failed Deferred: the dispatcher forwards the
+            # command to the leader (building a Failure per forwarded write was a good
+            # part of a follower's CPU under write load).
+            lead = self.leader
+            if not lead:
+                raise NoLeader()
+            raise NotLeader(leader_hint=lead)
         return self._driver.propose(self.group_id, data)
 
     def read(self, name: str, args: list[bytes], now_ms: int, seed: int = 0) -> Any:
