@@ -97,7 +97,7 @@ class NodeConfig:
     keep_wal: int = 20
     keep_backup: int = 10
     proposal_timeout_ms: int = 4000           # ZanRedisDB's proposeTimeout
-    raft_batch_us: int = 500                 # Zan: input gathered per Raft pass (0: none)
+    commit_batch_us: int = 500               # Zan: writes gathered per sync (0: one turn)
     # -- redis front end (Zan) --
     default_namespace: str = "default"        # compat mode: keys without a known namespace
     requirepass: str = ""
@@ -248,8 +248,8 @@ def _validate(c: NodeConfig) -> None:
                 "proto_max_bulk_len", "sweep_interval_ms", "sweep_batch"):
         if getattr(c, key) < 1:
             raise ConfigError(f"{key}: must be positive, got {getattr(c, key)}")
-    if c.raft_batch_us < 0 or c.raft_batch_us > 100_000:
-        raise ConfigError(f"raft_batch_us: must be 0..100000, got {c.raft_batch_us}")
+    if c.commit_batch_us < 0 or c.commit_batch_us > 100_000:
+        raise ConfigError(f"commit_batch_us: must be 0..100000, got {c.commit_batch_us}")
     if c.idle_timeout_s < 0 or c.expire_grace_ms < 0:
         raise ConfigError("idle_timeout_s/expire_grace_ms: must not be negative")
     if not c.data_dir:

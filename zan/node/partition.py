@@ -39,10 +39,13 @@ class GroupCommitter:
 
     _log = Logger()
 
-    def __init__(self, reactor: IReactorTime, log_store: LogStore, *, sync_runner=None):
+    def __init__(self, reactor: IReactorTime, log_store: LogStore, *, sync_runner=None,
+                 batch_delay: float = 0.0):
         self._reactor = reactor
         self._log_store = log_store
         self._runner = sync_runner
+        # How long writes may gather before a sync (0: the end of the reactor turn).
+        self._batch_delay = batch_delay
         self._dirty: dict[int, "LocalPartition"] = {}
         self._call = None
         self._in_flight = False
@@ -52,7 +55,7 @@ class GroupCommitter:
     def schedule(self, partition: "LocalPartition") -> None:
         self._dirty[id(partition)] = partition
         if self._call is None and not self._in_flight:
-            self._call = self._reactor.callLater(0, self.flush)
+            self._call = self._reactor.callLater(self._batch_delay, self.flush)
 
     def flush(self) -> None:
         self._call = None

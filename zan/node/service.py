@@ -184,7 +184,8 @@ class NodeService(service.MultiService):
             return
         self._sync_thread = _SyncThread(self.reactor)
         self.committer = GroupCommitter(self.reactor, self.log_store,
-                                        sync_runner=self._sync_thread)
+                                        sync_runner=self._sync_thread,
+                                        batch_delay=config.commit_batch_us / 1e6)
         for ns in config.namespaces:
             options = KeyspaceOptions(expiration_policy=ns.expiration_policy)
             for pid in range(ns.partition_num):
