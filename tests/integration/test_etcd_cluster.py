@@ -7,6 +7,7 @@ is 4 s, TTLs are 3 s, Raft ticks 50 ms.  Every process is stopped by PID at the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -100,6 +101,20 @@ def assert_all_present(nodes, acked: dict[str, str]) -> None:
             assert not missing, f"node {node.redis_port} lost {missing[:10]}"
 
 
+@contextlib.contextmanager
+def cluster_serving(nodes: int):
+    """A cluster of its own (etcd, two PDs, `nodes` data nodes) serving namespace NS."""
+    with EtcdClusterProcs(nodes=nodes, pds=2) as c:
+        c.create_namespace(NS, PARTITIONS, REPLICAS)
+        serving(c, NS, REPLICAS)
+        yield c
+
+
+def replica_holders(c: EtcdClusterProcs) -> set[str]:
+    """The node ids NS's placement lists."""
+    return set().union(*(set(i["RaftNodes"]) for i in c.replica_infos(NS).values()))
+
+
 # -- one cluster for the tests that only read and write ------------------------------------
 
 @pytest.fixture(scope="module")
@@ -186,10 +201,8 @@ async def test_zan_client_routes_by_pd_map(cluster, reactor):
 
 @pytest.mark.slow
 def test_dead_node_replicas_move_to_spare_node_and_no_acked_write_is_lost():
-    with EtcdClusterProcs(nodes=4, pds=2) as c:
-        c.create_namespace(NS, PARTITIONS, REPLICAS)
-        serving(c, NS, REPLICAS)
-        holders = set().union(*(set(i["RaftNodes"]) for i in c.replica_infos(NS).values()))
+    with cluster_serving(4) as c:
+        holders = replica_holders(c)
         writer_node = next(n for n in c.nodes if c.node_id_of(n) in holders)
         victim = next(n for n in c.nodes
                       if n is not writer_node and c.node_id_of(n) in holders)
@@ -222,13 +235,10 @@ def removal_state(c: EtcdClusterProcs, node_id: str) -> str | None:
 
 @pytest.mark.slow
 def test_node_removal_continues_across_pd_failover_and_destroys_the_data():
-    with EtcdClusterProcs(nodes=4, pds=2) as c:
-        c.create_namespace(NS, PARTITIONS, REPLICAS)
-        serving(c, NS, REPLICAS)
-        r = client(c.nodes[0])
-        for i in range(100):
-            r.set(f"{NS}:rm:k{i}", f"v{i}")
-        holders = set().union(*(set(i["RaftNodes"]) for i in c.replica_infos(NS).values()))
+    with cluster_serving(4) as c:
+        written = {f"{NS}:rm:k{i}": f"v{i}" for i in range(100)}
+        assert client(c.nodes[0]).mset(written)
+        holders = replica_holders(c)
         leaving = next(n for n in c.nodes[1:] if c.node_id_of(n) in holders)
         leaving_id = c.node_id_of(leaving)
         held = [pid for pid, i in c.replica_infos(NS).items() if leaving_id in i["RaftNodes"]]
@@ -252,18 +262,13 @@ def test_node_removal_continues_across_pd_failover_and_destroys_the_data():
         wait_until(lambda: not [d for d in os.listdir(leaving.data_dir)
                                 if d.startswith(f"{NS}-")], 30,
                    "the removed node's data destroyed")
-        for node in c.nodes:
-            if node is not leaving:
-                assert client(node).mget([f"{NS}:rm:k{i}" for i in range(100)]) == \
-                    [f"v{i}".encode() for i in range(100)]
+        assert_all_present([n for n in c.nodes if n is not leaving], written)
         assert "Traceback" not in second.log(), second.log()
 
 
 @pytest.mark.slow
 def test_whole_cluster_restart_including_etcd_keeps_the_data():
-    with EtcdClusterProcs(nodes=3, pds=2) as c:
-        c.create_namespace(NS, PARTITIONS, REPLICAS)
-        serving(c, NS, REPLICAS)
+    with cluster_serving(3) as c:
         r = client(c.nodes[1])
         expected = {f"{NS}:rs:k{i}": f"v{i}" for i in range(200)}
         assert r.mset(expected)
@@ -291,9 +296,7 @@ def test_whole_cluster_restart_including_etcd_keeps_the_data():
 
 @pytest.mark.slow
 def test_nodes_keep_serving_while_etcd_is_down_and_resync_after():
-    with EtcdClusterProcs(nodes=3, pds=2) as c:
-        c.create_namespace(NS, PARTITIONS, REPLICAS)
-        serving(c, NS, REPLICAS)
+    with cluster_serving(3) as c:
         before = c.replica_infos(NS)
         c.etcd.halt()
         down_until = time.monotonic() + 6      # longer than the node TTL (3 s)
@@ -322,9 +325,7 @@ def test_nodes_keep_serving_while_etcd_is_down_and_resync_after():
 
 @pytest.mark.slow
 def test_graceful_stop_hands_off_leadership_and_unregisters():
-    with EtcdClusterProcs(nodes=3, pds=2) as c:
-        c.create_namespace(NS, PARTITIONS, REPLICAS)
-        serving(c, NS, REPLICAS)
+    with cluster_serving(3) as c:
 
         def leaders():
             return {pid: part["leader"].get("node_id") for pid, part in

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from treq.testing import StubTreq
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 
 from tests.unit.etcd_support import Env
@@ -12,13 +12,18 @@ from zan.pd.api import PDHTTPAPI
 from zan.pd.config import build_config
 from zan.pd.coordinator import PDCoordinator
 from zan.pd.model import NodeInfo, gen_node_id
-from zan.pd.sync import assume_synced
+from zan.pd.sync import PartitionSync
 
 CID = "c1"
 
 
 def node_id(i: int) -> str:
     return gen_node_id(i, f"10.0.0.{i}", 12381, 12380)
+
+
+def assume_synced(ns, pid, info, leader, nodes):
+    """The fake cluster has no data nodes to ask: every partition is in sync."""
+    return succeed(PartitionSync(True, frozenset()))
 
 
 class PDEnv(Env):

@@ -3,11 +3,12 @@ holds its old match index, yet the replica must catch up (by snapshot) and conve
 
 import shutil
 
-from zan.raft.types import MessageType
+import pytest
 
 from tests.support.inprocess import InProcessCluster
 from zan.node.http_api import data_checksum
 from zan.node.namespaces import partition_of
+from zan.raft.types import MessageType
 
 
 def key_in(pid, prefix="k"):
@@ -17,66 +18,72 @@ def key_in(pid, prefix="k"):
     return f"{prefix}{i}"
 
 
-def test_wiped_follower_rejoins_under_an_unchanged_leader(tmp_path):
+@pytest.fixture
+def cluster(tmp_path):
+    """Three nodes compacting their logs early (snapshots needed soon), partition 0 led."""
     c = InProcessCluster(tmp_path, snap_count=50, snap_catchup=5)
     try:
         c.wait_leader(0)
-        leader = c.leader_node(0)
-        wiped = next(i for i in (1, 2, 3) if i != leader)
-        k = key_in(0)
-        for i in range(30):
-            assert c.call(leader, "rpush", k, str(i)) == i + 1
-        c.run(1.0)           # the leader records the follower's match past 30
-        c.crash(wiped)
-        shutil.rmtree(c.configs[wiped].data_dir)
-        for i in range(30, 120):
-            assert c.call(leader, "rpush", k, str(i)) == i + 1
-        c.start(wiped)
-        c.run(5.0)
-        assert c.leader_node(0) == leader      # no election reset the leader's view
-        part = c.nodes[wiped].partition("default", 0)
-        assert part.applied_index >= c.nodes[leader].partition("default", 0).applied_index - 1
-        now = int(c.clock.seconds() * 1000)
-        sums = {i: data_checksum(n.partition("default", 0).state_machine.engine, now)[:2]
-                for i, n in c.nodes.items()}
-        assert len(set(sums.values())) == 1, sums
-        assert c.call(leader, "rpush", k, "last") == 121
-        c.run(1.0)
-        assert c.nodes[wiped].partition("default", 0).state_machine.read(
-            "llen", [k.encode()], now, 0) == 121
+        yield c
     finally:
         c.close()
 
 
-def test_a_lost_snapshot_message_is_sent_again(tmp_path):
+def leader_and_follower(c):
+    leader = c.leader_node(0)
+    return leader, next(i for i in (1, 2, 3) if i != leader)
+
+
+def test_wiped_follower_rejoins_under_an_unchanged_leader(cluster):
+    c = cluster
+    leader, wiped = leader_and_follower(c)
+    k = key_in(0)
+    for i in range(30):
+        assert c.call(leader, "rpush", k, str(i)) == i + 1
+    c.run(1.0)           # the leader records the follower's match past 30
+    c.crash(wiped)
+    shutil.rmtree(c.configs[wiped].data_dir)
+    for i in range(30, 120):
+        assert c.call(leader, "rpush", k, str(i)) == i + 1
+    c.start(wiped)
+    c.run(5.0)
+    assert c.leader_node(0) == leader      # no election reset the leader's view
+    part = c.nodes[wiped].partition("default", 0)
+    assert part.applied_index >= c.nodes[leader].partition("default", 0).applied_index - 1
+    now = int(c.clock.seconds() * 1000)
+    sums = {i: data_checksum(n.partition("default", 0).state_machine.engine, now)[:2]
+            for i, n in c.nodes.items()}
+    assert len(set(sums.values())) == 1, sums
+    assert c.call(leader, "rpush", k, "last") == 121
+    c.run(1.0)
+    assert c.nodes[wiped].partition("default", 0).state_machine.read(
+        "llen", [k.encode()], now, 0) == 121
+
+
+def test_a_lost_snapshot_message_is_sent_again(cluster):
     """The follower never learns it was sent a snapshot: the leader does not wait for a
     fetch that never starts longer than the start timeout before sending it again."""
-    c = InProcessCluster(tmp_path, snap_count=50, snap_catchup=5)
-    try:
-        c.wait_leader(0)
-        leader = c.leader_node(0)
-        wiped = next(i for i in (1, 2, 3) if i != leader)
-        k = key_in(0)
-        c.crash(wiped)
-        shutil.rmtree(c.configs[wiped].data_dir)
-        for i in range(120):
-            assert c.call(leader, "rpush", k, str(i)) == i + 1
-        lost = []
+    c = cluster
+    leader, wiped = leader_and_follower(c)
+    k = key_in(0)
+    c.crash(wiped)
+    shutil.rmtree(c.configs[wiped].data_dir)
+    for i in range(120):
+        assert c.call(leader, "rpush", k, str(i)) == i + 1
+    lost = []
 
-        def lose_first_snapshot(frm, to, gid, msg):
-            if msg.type == MessageType.SNAP and not lost:
-                lost.append(msg)
-                return True
-            return False
-        c.net.drop_if = lose_first_snapshot
-        c.start(wiped)
-        c.run(5.0)
-        assert lost
-        behind = c.nodes[wiped].partition("default", 0).applied_index
-        assert behind < c.nodes[leader].partition("default", 0).applied_index
-        c.run(8.0)
-        now = int(c.clock.seconds() * 1000)
-        assert c.nodes[wiped].partition("default", 0).state_machine.read(
-            "llen", [k.encode()], now, 0) == 120
-    finally:
-        c.close()
+    def lose_first_snapshot(frm, to, gid, msg):
+        if msg.type == MessageType.SNAP and not lost:
+            lost.append(msg)
+            return True
+        return False
+    c.net.drop_if = lose_first_snapshot
+    c.start(wiped)
+    c.run(5.0)
+    assert lost
+    behind = c.nodes[wiped].partition("default", 0).applied_index
+    assert behind < c.nodes[leader].partition("default", 0).applied_index
+    c.run(8.0)
+    now = int(c.clock.seconds() * 1000)
+    assert c.nodes[wiped].partition("default", 0).state_machine.read(
+        "llen", [k.encode()], now, 0) == 120

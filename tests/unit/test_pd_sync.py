@@ -69,16 +69,22 @@ def replica_infos(env, ns, pnum):
     return [json.loads(env.fake.value(keys.replica_info(CID, ns, p))) for p in range(pnum)]
 
 
-def test_drain_waits_for_the_new_replica_to_sync():
-    env = PDEnv(node_grace_period=60.0, check_interval=5.0, removing_check_interval=1.0,
-                removing_wait=1.0)
+def pd_with_namespace(partitions: int, **config):
+    """A leading PD over three data nodes, a scripted probe, namespace ns1 (replica 2)."""
+    env = PDEnv(**config)
     probe = env.sync_probe = ScriptedProbe()
     pd = env.new_pd()
     for i in (1, 2, 3):
         env.add_node(i)
     env.advance(1)
     env.wait(Deferred.fromCoroutine(
-        pd.create_namespace("ns1", NamespaceMeta(partition_num=1, replica=2))))
+        pd.create_namespace("ns1", NamespaceMeta(partition_num=partitions, replica=2))))
+    return env, probe, pd
+
+
+def test_drain_waits_for_the_new_replica_to_sync():
+    env, probe, pd = pd_with_namespace(1, node_grace_period=60.0, check_interval=5.0,
+                                       removing_check_interval=1.0, removing_wait=1.0)
     target = next(n for n in replica_infos(env, "ns1", 1)[0]["RaftNodes"])
     env.wait(Deferred.fromCoroutine(pd.mark_node_removing(target)))
     for _ in range(20):
@@ -102,15 +108,8 @@ def test_drain_waits_for_the_new_replica_to_sync():
     assert target not in record["RaftNodes"] and len(record["RaftNodes"]) == 2
 
 
-def test_a_partition_found_in_sync_is_not_asked_again_until_its_placement_changes():
-    env = PDEnv(check_interval=1.0, sync_recheck=30.0)
-    probe = env.sync_probe = ScriptedProbe()
-    pd = env.new_pd()
-    for i in (1, 2, 3):
-        env.add_node(i)
-    env.advance(1)
-    env.wait(Deferred.fromCoroutine(
-        pd.create_namespace("ns1", NamespaceMeta(partition_num=2, replica=2))))
+def test_a_partition_found_in_sync_is_asked_again_only_after_sync_recheck():
+    env, probe, _ = pd_with_namespace(2, check_interval=1.0, sync_recheck=30.0)
     env.advance(5)
     asked = len(probe.asked)
     assert asked >= 2

@@ -28,7 +28,7 @@ from zan.errors import OVERFLOW, SYNTAX, RespError, wrong_arity, wrongtype
 from zan.resp.types import OK
 from zan.store.codec import META, META_HEADER
 from zan.store.keyspace import (
-    MAX_VALUE, T_STRING, WAIT_COMPACT, Meta, Txn, check_value, lookup, lookup_as, remove_key,
+    MAX_VALUE, T_STRING, Meta, Txn, check_value, expired, lookup, lookup_as, remove_key,
     store_meta,
 )
 
@@ -69,12 +69,7 @@ def _update(txn: Txn, pk: bytes, current: Meta | None, value: bytes) -> None:
 
 @command("get", 2, (READONLY, FAST), group="string", summary="Get the value of a key")
 def get(txn: Txn, args: list[bytes]):
-    meta = lookup(txn, args[0])
-    if meta is None:
-        return None
-    if meta.type != T_STRING:
-        raise wrongtype()
-    return meta.payload
+    return get_string(txn, args[0])
 
 
 def _get_without_txn(source, pk: bytes, now_ms: int, options) -> bytes | None:
@@ -84,7 +79,7 @@ def _get_without_txn(source, pk: bytes, now_ms: int, options) -> bytes | None:
     if raw is None:
         return None
     type_, expire_at, _ = META_HEADER.unpack_from(raw)
-    if expire_at and expire_at <= now_ms and options.expiration_policy == WAIT_COMPACT:
+    if expire_at and expired(expire_at, now_ms, options):
         return None
     if type_ != T_STRING:
         raise wrongtype()
@@ -136,8 +131,7 @@ def set_(txn: Txn, args: list[bytes]):
     pk, value = args[0], check_value(args[1])
     if len(args) == 2:
         # Plain SET, the common case: _set_generic with no flags and no deadline.
-        current = lookup(txn, pk)
-        store_meta(txn, pk, Meta(T_STRING, kept_expire(txn, current, 0), 0, value))
+        _replace(txn, pk, lookup(txn, pk), value)
         return OK
     flags, kind, raw = _parse_string_options(args, 2, for_set=True)
     expire_at = set_option_deadline(txn, kind, raw, "set") if kind is not None else 0

@@ -279,10 +279,8 @@ class ReplicaHost:
         (errors keep the leader's exact text)."""
         if isinstance(partition, RemotePartition):
             leader = partition.leader_node
-        elif partition.leader:
-            leader = self.node_of(partition.group_id, partition.leader)
-        else:
-            return fail(NoLeader())
+        else:   # a local replica knows its leader's replica id
+            leader = partition.leader and self.node_of(partition.group_id, partition.leader)
         if not leader:
             return fail(NoLeader())
         if leader == self.local_node_id or self.peer_address(leader, "redis_addr") is None:
@@ -373,7 +371,6 @@ class StaticCluster(ReplicaHost):
     def partitions(self) -> list:
         return [self.partition(ns.name, pid) for ns in self.config.namespaces
                 for pid in range(ns.partition_num)]
-
 
 
 def _raft_applied(db_applied: int, log) -> int:

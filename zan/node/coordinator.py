@@ -217,9 +217,8 @@ class EtcdCluster(ReplicaHost):
         name = f"{want.namespace}-{want.pid}"
         path = os.path.join(self.config.data_dir, name)
         self._discard_stale(path, want)
-        options = KeyspaceOptions(
-            expiration_policy=self._namespace_config(want.namespace, want.meta).expiration_policy)
         ns = self._namespace_config(want.namespace, want.meta)
+        options = KeyspaceOptions(expiration_policy=ns.expiration_policy)
         partition = self.open_replica(want.namespace, want.pid, want.group_id, want.replica_id,
                                       options, ns.snap_count, ns.snap_catchup, want.peers)
         self.local[(want.namespace, want.pid)] = partition

@@ -136,12 +136,7 @@ class NodeDispatcher:
         if not one_key or spec.name in self.special:
             return self._execute(spec, argv, seq)
         # The common case, _execute for a one-key command without the indirections.
-        namespace, pid, pk = self.router.locate(argv[1])
-        partition = self.partitions.partition(namespace, pid)
-        if partition is None:
-            raise PartitionNotFound()
-        args = argv[1:]
-        args[0] = pk
+        partition, args = self._key_partition(argv)
         if not is_write:
             if self.forwarder is None and not spec.allow_stale:
                 return partition.read(spec.name, args, int(self._reactor.seconds() * 1000),
@@ -169,6 +164,17 @@ class NodeDispatcher:
                 d.addBoth(self._write_done, seq)
         seq.unwatched.clear()
         return seq.pending_writes > 0
+
+    def _key_partition(self, argv: list[bytes]) -> tuple[Partition, list[bytes]]:
+        """The partition of a one-key command's key, and its arguments with the key
+        replaced by the partition's primary key."""
+        namespace, pid, pk = self.router.locate(argv[1])
+        partition = self.partitions.partition(namespace, pid)
+        if partition is None:
+            raise PartitionNotFound()
+        args = argv[1:]
+        args[0] = pk
+        return partition, args
 
     def _learn(self, argv: list[bytes]) -> tuple:
         """(spec, is_write, one_key, arity) of argv[0], remembered under its exact
@@ -215,12 +221,7 @@ class NodeDispatcher:
             return special(spec, argv)
         route = spec.route
         if route is Route.KEY:
-            namespace, pid, pk = self.router.locate(argv[1])
-            partition = self.partitions.partition(namespace, pid)
-            if partition is None:
-                raise PartitionNotFound()
-            args = argv[1:]
-            args[0] = pk
+            partition, args = self._key_partition(argv)
             return self._on(partition, spec, args)
         if route is Route.MULTI_KEY:
             return self._multi(spec, argv)

@@ -11,7 +11,6 @@ follows (persist → apply → reply), and the same interface — `propose`, `re
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -144,7 +143,9 @@ class LocalPartition:
         self._unpersisted: list[Entry] = []
         self._next_index = group_log.last_index() + 1
         self.stopped = False
-        self.read = state_machine.read  # `read` without a call of its own
+        # The Partition interface's read(name, args, now_ms, seed): the state machine's own,
+        # bound here so the hot read path makes no call of its own.
+        self.read = state_machine.read
         self._replay()
 
     @property
@@ -216,9 +217,6 @@ class LocalPartition:
             _, _, d = pending.popleft()
             d.errback(StorageError(f"the log could not be synced: {failure.getErrorMessage()}"))
         self.stopped = True
-
-    def read(self, name: str, args: list[bytes], now_ms: int, seed: int = 0) -> Any:
-        return self.state_machine.read(name, args, now_ms, seed)
 
     def maybe_compact(self) -> None:
         """Drop the log entries the database holds once snap_count of them have piled up

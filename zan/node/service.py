@@ -124,6 +124,7 @@ class NodeService(service.MultiService):
         self._partitions: dict = {}
         self.log_store = None
         self.committer = None      # standalone: the group commit of local partitions
+        self._sync_thread = None   # standalone: where the committer's fsyncs run
         self.cluster = None        # replicated: Raft groups, transport, forwarding
         self.coordinator = None    # etcd mode: registration, placement, reconcile
         self.server_context = ServerContext(self)

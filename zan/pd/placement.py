@@ -382,8 +382,7 @@ class _Layout:
         for hi, lo in pairs:
             for pid, nodes in self.parts.items():
                 if nodes and nodes[0] == hi and lo in nodes:
-                    i = nodes.index(lo)
-                    nodes[0], nodes[i] = lo, hi
+                    self._lead(pid, lo)
                     self.lc[hi] -= 1
                     self.lc[lo] += 1
                     return True
@@ -402,10 +401,8 @@ class _Layout:
                               None)
                 if second is None:
                     continue
-                for pid, new_leader in ((first, mid), (second, lo)):
-                    nodes = self.parts[pid]
-                    i = nodes.index(new_leader)
-                    nodes[0], nodes[i] = new_leader, nodes[0]
+                self._lead(first, mid)
+                self._lead(second, lo)
                 self.lc[hi] -= 1
                 self.lc[lo] += 1
                 return True
@@ -423,6 +420,12 @@ class _Layout:
                         self.rc[lo] += 1
                         return True
         return False
+
+    def _lead(self, pid: int, member: str) -> None:
+        """Swap `member` into slot 0 of partition `pid` (the counts are the caller's)."""
+        nodes = self.parts[pid]
+        i = nodes.index(member)
+        nodes[0], nodes[i] = member, nodes[0]
 
     def _move_replica(self) -> bool:
         desc, asc = self._by(self.rc)

@@ -24,7 +24,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from zan.pd.model import NodeInfo, PartitionReplicaInfo
 
-__all__ = ["HttpSyncProbe", "PartitionSync", "assume_synced", "judge"]
+__all__ = ["HttpSyncProbe", "PartitionSync", "judge"]
 
 
 class PartitionSync(NamedTuple):
@@ -50,12 +50,6 @@ def judge(info: PartitionReplicaInfo, live: Sequence[str], members: Sequence[int
     synced = bool(live) and all(
         info.raft_ids.get(n) in voters and synced_answers.get(n, False) for n in live)
     return PartitionSync(synced, lingering)
-
-
-def assume_synced(ns: str, pid: int, info: PartitionReplicaInfo, leader: str,
-                  nodes: Mapping[str, NodeInfo]):
-    """A probe for clusters whose nodes cannot be asked (unit tests of placement flow)."""
-    return succeed(PartitionSync(True, frozenset()))
 
 
 class HttpSyncProbe:

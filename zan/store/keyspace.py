@@ -26,7 +26,7 @@ from zan.store.codec import (
 
 __all__ = [
     "KeyspaceOptions", "DEFAULT_OPTIONS", "ReadSource", "Txn", "Meta",
-    "lookup", "lookup_as", "store_meta", "remove_key", "new_collection",
+    "expired", "lookup", "lookup_as", "store_meta", "remove_key", "new_collection",
     "check_subkey", "check_value", "MAX_KEY", "MAX_SUBKEY", "MAX_VALUE",
     "WAIT_COMPACT", "LOCAL_DELETION",
 ]
@@ -169,9 +169,10 @@ class Meta:
         return f"Meta({self.type}, exp={self.expire_at}, ver={self.version}, {self.payload[:32]!r})"
 
 
-def _is_expired(txn: Txn, expire_at: int) -> bool:
-    return (expire_at != 0 and expire_at <= txn.now_ms
-            and txn.options.expiration_policy == WAIT_COMPACT)
+def expired(expire_at: int, now_ms: int, options: KeyspaceOptions) -> bool:
+    """Is a record with this deadline gone for readers?  Under wait_compact an expired
+    record is invisible at once; under local_deletion it lives until it is deleted."""
+    return expire_at != 0 and expire_at <= now_ms and options.expiration_policy == WAIT_COMPACT
 
 
 def lookup(txn: Txn, pk: bytes) -> Meta | None:
@@ -182,7 +183,7 @@ def lookup(txn: Txn, pk: bytes) -> Meta | None:
         return None
     type_, expire_at, version = decode_meta_header(raw)
     txn._disk_expire[pk] = expire_at
-    if expire_at and _is_expired(txn, expire_at):
+    if expire_at and expired(expire_at, txn.now_ms, txn.options):
         return None
     return Meta(type_, expire_at, version, raw[codec.META_HEADER.size:])
 
