@@ -68,11 +68,11 @@ class _RaftLogger:
 
 
 class _Pending:
-    __slots__ = ("d", "timer", "term", "index", "data", "done")
+    __slots__ = ("d", "deadline", "term", "index", "data", "done")
 
-    def __init__(self, d: Deferred, data: bytes | None = None):
+    def __init__(self, d: Deferred, deadline: float, data: bytes | None = None):
         self.d = d
-        self.timer = None
+        self.deadline = deadline  # reactor seconds after which it fails with ProposalTimeout
         self.term = 0
         self.index = 0
         self.data = data
@@ -200,8 +200,7 @@ class RaftDriver:
         if r.lead_transferee != NONE:
             return fail(ProposalDropped(
                 "ERR_CLUSTER_CHANGED: raft proposal dropped: leadership transfer in progress"))
-        p = _Pending(Deferred(), data)
-        p.timer = self._reactor.callLater(self.proposal_timeout, self._expire, g, p)
+        p = _Pending(Deferred(), self._reactor.seconds() + self.proposal_timeout, data)
         g.queued.append(p)
         self._schedule()
         return p.d
@@ -220,9 +219,8 @@ class RaftDriver:
             term, index = g.rn.propose_conf_change(cc)
         except ClusterError as e:
             return fail(e)
-        p = _Pending(Deferred())
+        p = _Pending(Deferred(), self._reactor.seconds() + self.proposal_timeout)
         p.term, p.index = term, index
-        p.timer = self._reactor.callLater(self.proposal_timeout, self._expire, g, p)
         g.proposals[index] = p
         self._schedule()
         return p.d
@@ -238,8 +236,7 @@ class RaftDriver:
             return fail(NotLeader(leader_hint=None))
         self._read_seq += 1
         ctx = self._read_seq.to_bytes(8, "big")
-        p = _Pending(Deferred())
-        p.timer = self._reactor.callLater(self.proposal_timeout, self._expire, g, p)
+        p = _Pending(Deferred(), self._reactor.seconds() + self.proposal_timeout)
         g.reads[ctx] = p
         g.rn.read_index(ctx)
         self._schedule()
@@ -299,32 +296,40 @@ class RaftDriver:
     def _tick_all(self) -> None:
         for g in self._groups.values():
             g.rn.tick()
+        self._expire_overdue()
         self._schedule()
 
     def _schedule(self) -> None:
         if self._scheduled is None:
             self._scheduled = self._reactor.callLater(self._batch_delay, self._process)
 
-    def _expire(self, g: _Group, p: _Pending) -> None:
-        p.timer = None
-        if p.done:
-            return
-        p.done = True
-        if p.index and g.proposals.get(p.index) is p:
-            del g.proposals[p.index]
-        for ctx, rp in list(g.reads.items()):
-            if rp is p:
-                del g.reads[ctx]
-        g.waiting_reads = [(i, rp) for i, rp in g.waiting_reads if rp is not p]
-        p.d.errback(ProposalTimeout())
+    def _expire_overdue(self) -> None:
+        """Fail the proposals and reads older than proposal_timeout: checked every tick
+        (a timeout fires up to one tick late) rather than a timer per proposal, whose
+        scheduling and cancelling cost more than the rest of a forwarded write's pass."""
+        now = self._reactor.seconds()
+        for g in self._groups.values():
+            overdue = [p for p in g.queued if p.deadline <= now]
+            if overdue:
+                g.queued = [p for p in g.queued if p.deadline > now]
+            overdue += [p for p in g.proposals.values() if p.deadline <= now]
+            for p in overdue:
+                if p.index and g.proposals.get(p.index) is p:
+                    del g.proposals[p.index]
+            for ctx, p in list(g.reads.items()):
+                if p.deadline <= now:
+                    del g.reads[ctx]
+                    overdue.append(p)
+            if any(p.deadline <= now for _, p in g.waiting_reads):
+                overdue += [p for _, p in g.waiting_reads if p.deadline <= now]
+                g.waiting_reads = [(i, p) for i, p in g.waiting_reads if p.deadline > now]
+            for p in overdue:
+                self._settle(p, ProposalTimeout())
 
     def _settle(self, p: _Pending, result: Any) -> None:
         if p.done:
             return
         p.done = True
-        if p.timer is not None and p.timer.active():
-            p.timer.cancel()
-        p.timer = None
         if isinstance(result, (BaseException, Failure)):
             p.d.errback(result)
         else:
