@@ -89,3 +89,35 @@ def test_get_read_without_txn_matches_the_handler(tmp_path, policy):
             handler = outcome(lambda: REGISTRY["get"].handler(
                 Txn(sm.engine, now_ms=now, options=sm.options), [key]))
             assert direct == handler, (policy, now, key)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_plain_set_shortcut_equals_the_handler(tmp_path, seed, monkeypatch):
+    """Plain SET applies without a Txn when the key has no TTL; with the shortcut turned
+    off, the same entries (SET over strings, collections, keys with a TTL, expired keys,
+    keys of a batch's earlier entries) give the same replies and database."""
+    from zan.commands.registry import REGISTRY
+
+    rng = random.Random(seed)
+    entries = _entries(rng, 150)
+    extra = [("set", [b"k%d" % rng.randrange(6), b"w"]) for _ in range(60)]
+    entries += [(200 + i, encode_command_entry(1_000 + 200 + i, i, *cmd))
+                for i, cmd in enumerate(extra)]
+    fast = PartitionStateMachine(LevelDBEngine(str(tmp_path / "fast")))
+    fast_replies = fast.apply_many(entries[:70]) + fast.apply_many(entries[70:])
+    monkeypatch.delitem(REGISTRY["set"].extra, "apply")
+    slow = PartitionStateMachine(LevelDBEngine(str(tmp_path / "slow")))
+    slow_replies = slow.apply_many(entries[:70]) + slow.apply_many(entries[70:])
+    assert [repr(r) for r in fast_replies] == [repr(r) for r in slow_replies]
+    assert _dump(fast) == _dump(slow)
+    assert (fast.keys_count, fast.expires_count) == (slow.keys_count, slow.expires_count)
+
+
+def test_plain_set_shortcut_refuses_what_the_handler_refuses(tmp_path):
+    from zan.store import keyspace
+
+    sm = PartitionStateMachine(LevelDBEngine(str(tmp_path / "db")))
+    big = b"x" * (keyspace.MAX_VALUE + 1)
+    reply = sm.apply(1, encode_command_entry(1_000, 0, "set", [b"k", big]))
+    assert str(reply) == "ERR invalid value size"
+    assert sm.keys_count == 0 and sm.applied_index == 1

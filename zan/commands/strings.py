@@ -154,6 +154,29 @@ def _set_generic(txn: Txn, pk: bytes, value: bytes, flags, expire_at: int):
     return old_value if want_get else OK
 
 
+def _set_without_txn(view, args: list[bytes]):
+    """Plain SET straight on the state machine's pending view, for its apply path: when
+    the key has no TTL (absent, or of any type without one), SET only replaces its meta
+    record, so the Txn, Meta objects and expiry bookkeeping of `set_` can be skipped.
+    Returns (reply, whether a key was added), or None when `set_` must run instead
+    (options, a TTL to drop or keep, an oversized value to refuse)."""
+    if len(args) != 2:
+        return None
+    pk, value = args
+    if len(value) > MAX_VALUE:
+        return None
+    key = META + pk
+    raw = view.get(key)
+    if raw is not None and META_HEADER.unpack_from(raw)[1]:
+        return None
+    view.changes[key] = _PLAIN_STRING_HEADER + value
+    return OK, raw is None
+
+
+_PLAIN_STRING_HEADER = META_HEADER.pack(T_STRING, 0, 0)
+REGISTRY["set"].extra["apply"] = _set_without_txn
+
+
 @command("setex", 4, (WRITE, DENYOOM), group="string", since="2.0.0",
          summary="Set the value and expiration of a key")
 def setex(txn: Txn, args: list[bytes]):

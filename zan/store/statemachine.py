@@ -101,10 +101,28 @@ class PartitionStateMachine:
         if fields[1] != ENTRY_COMMAND:
             return None
         _, _, now_ms, seed, name, args = fields
-        txn = Txn(pending, now_ms=now_ms, index=index, seed=seed, writable=True,
-                  options=self.options)
+        spec = REGISTRY.get(name)
+        if spec is None:
+            # Written by a node that knows a command this one does not: every replica of
+            # this version answers the same, so nobody diverges.
+            self._log.error("unknown command {name!r} at {partition}:{index}", name=name,
+                            partition=self.name, index=index)
+            return RespError("ERR internal error")
+        direct = spec.extra.get("apply")
         try:
-            reply = REGISTRY[name].handler(txn, args)
+            if direct is not None:
+                # A write that can skip the Txn in its common case (plain SET): it changes
+                # the pending view itself; None means the handler must run after all.
+                done = direct(pending, args)
+                if done is not None:
+                    reply, added = done
+                    if added:
+                        self.keys_count += 1
+                        pending.changes[KEYS_COUNT_KEY] = encode_i64(self.keys_count)
+                    return reply
+            txn = Txn(pending, now_ms=now_ms, index=index, seed=seed, writable=True,
+                      options=self.options)
+            reply = spec.handler(txn, args)
         except ZanError as e:
             return e
         except Exception:
