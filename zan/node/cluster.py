@@ -296,13 +296,15 @@ class ReplicaHost:
             pool = self._pools[node_id] = RespClientPool(
                 self.reactor, host, port, size=4,
                 timeout=self.config.proposal_timeout_ms / 1000.0 + 1)
+        return pool.execute(*argv).addErrback(self._unreachable, node_id)
 
-        def unreachable(failure):
-            if failure.check(ZanError):   # the leader's own reply: relayed as it is
-                return failure
-            raise NotReady(f"ERR_CLUSTER_CHANGED: the leader node {node_id} is unreachable "
-                           f"({failure.getErrorMessage()})")
-        return pool.execute(*argv).addErrback(unreachable)
+    @staticmethod
+    def _unreachable(failure, node_id: int):
+        if failure.check(ZanError):   # the leader's own reply: relayed as it is
+            return failure
+        raise NotReady(f"ERR_CLUSTER_CHANGED: the leader node {node_id} is unreachable "
+                       f"({failure.getErrorMessage()})")
+
 
 class StaticCluster(ReplicaHost):
     """Placement and peers from the configuration (`cluster_nodes`, `namespaces`)."""
@@ -311,6 +313,7 @@ class StaticCluster(ReplicaHost):
         super().__init__(node, config, reactor, log_store, local_node_id=config.node_id,
                          **seams)
         self._group_id_of = group_id_of
+        self._addresses: dict[tuple[int, str], tuple[str, int] | None] = {}
         self._preferred: list[int] = []
         self._campaign_call = None
         for peer in config.cluster_nodes:
@@ -322,8 +325,16 @@ class StaticCluster(ReplicaHost):
         return replica if self.config.cluster_node(replica) is not None else None
 
     def peer_address(self, node_id, which: str):
+        # Asked once per forwarded command: the static configuration's addresses are
+        # parsed once.
+        key = (node_id, which)
+        try:
+            return self._addresses[key]
+        except KeyError:
+            pass
         peer = self.config.cluster_node(node_id) if node_id else None
-        return peer.address(which) if peer is not None else None
+        address = self._addresses[key] = peer.address(which) if peer is not None else None
+        return address
 
     def open_partitions(self) -> dict[tuple[str, int], RaftPartition]:
         out = {}

@@ -243,15 +243,50 @@ class NodeDispatcher:
 
     def _on(self, partition: Partition, spec, args: list[bytes], hops: int = _MAX_HOPS,
             deadline: float | None = None):
-        if self.forwarder is None or self.leader_wait <= 0:
-            return self._on_once(partition, spec, args, hops)
+        """Run one command on `partition`: here, or where it can run.  A replica that does
+        not lead forwards it to the leader's node (at most `hops` times); a command whose
+        partition has no leader waits for one (`_leaderless`)."""
+        forwarder = self.forwarder
         try:
-            result = self._on_once(partition, spec, args, hops)
+            result = self._run_here(partition, spec, args)
+        except NotLeader:
+            if forwarder is None or hops <= 0:
+                raise
+            return self._forward(partition, spec, args, hops, deadline)
         except NoLeader:
+            if forwarder is None or self.leader_wait <= 0:
+                raise
             return self._leaderless(Failure(), partition, spec, args, hops, deadline)
-        if isinstance(result, Deferred):
+        if forwarder is not None and isinstance(result, Deferred):
+            result.addErrback(self._refused, partition, spec, args, hops, deadline)
+        return result
+
+    def _run_here(self, partition: Partition, spec, args: list[bytes]):
+        seed = self._getrandbits(63)
+        now_ms = int(self._reactor.seconds() * 1000)
+        if spec.is_write:
+            return partition.propose(encode_command_entry(now_ms, seed, spec.name, args))
+        if spec.allow_stale:
+            # stale.*: this replica's own state, leader or not (ZanRedisDB's follower reads).
+            read = getattr(partition, "stale_read", partition.read)
+            return read(spec.name, args, now_ms, seed)
+        return partition.read(spec.name, args, now_ms, seed)
+
+    def _forward(self, partition, spec, args, hops, deadline):
+        result = self.forwarder(partition, spec.name, args, hops - 1)
+        if self.leader_wait > 0 and isinstance(result, Deferred):
             result.addErrback(self._leaderless, partition, spec, args, hops, deadline)
         return result
+
+    def _refused(self, failure, partition, spec, args, hops, deadline):
+        """A command run here failed.  Refused as not leader, it was not proposed (a
+        write) or not served (a read), so the leader may run it; any other failure of a
+        write (leader changed, timeout) may have taken effect: no retry."""
+        if failure.check(NotLeader) and hops > 0:
+            return self._forward(partition, spec, args, hops, deadline)
+        if failure.check(NoLeader) and self.leader_wait > 0:
+            return self._leaderless(failure, partition, spec, args, hops, deadline)
+        return failure
 
     def _leaderless(self, failure, partition, spec, args, hops, deadline):
         """The partition has no leader (an election or a leadership transfer under way):
@@ -267,32 +302,6 @@ class NodeDispatcher:
         fresh = self.partitions.partition(partition.namespace, partition.pid) or partition
         return deferLater(self._reactor, self.leader_retry, self._on, fresh, spec, args, hops,
                           deadline)
-
-    def _on_once(self, partition: Partition, spec, args: list[bytes], hops: int):
-        seed = self._getrandbits(63)
-        now_ms = int(self._reactor.seconds() * 1000)
-        try:
-            if spec.is_write:
-                result = partition.propose(encode_command_entry(now_ms, seed, spec.name, args))
-            elif spec.allow_stale:
-                # stale.*: this replica's own state, leader or not (ZanRedisDB's follower reads).
-                read = getattr(partition, "stale_read", partition.read)
-                result = read(spec.name, args, now_ms, seed)
-            else:
-                result = partition.read(spec.name, args, now_ms, seed)
-        except NotLeader:
-            if self.forwarder is None or hops <= 0:
-                raise
-            return self.forwarder(partition, spec.name, args, hops - 1)
-        if self.forwarder is not None and hops > 0 and isinstance(result, Deferred):
-            # Refused as not leader: a write was not proposed and a read not served here,
-            # so the leader may run it.  Any other failure of a write (leader changed,
-            # timeout) may have taken effect: no retry.
-            def not_leader(failure):
-                failure.trap(NotLeader)
-                return self.forwarder(partition, spec.name, args, hops - 1)
-            result.addErrback(not_leader)
-        return result
 
     # -- commands forwarded by another node ----------------------------------------------
 

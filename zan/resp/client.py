@@ -240,7 +240,10 @@ class RespClientPool:
         """Send one command on the least busy connection, connecting first if none is open."""
         if self._closed:
             return defer.fail(ConnectionDone("pool closed"))
-        proto = min((p for p in self._conns if p.usable()), key=RespClientProtocol.pending, default=None)
+        proto = None
+        for p in self._conns:
+            if p.usable() and (proto is None or p.pending() < proto.pending()):
+                proto = p
         if proto is not None:
             if proto.pending() and len(self._conns) + len(self._connecting) < self._size:
                 self._connect()  # grow in the background
