@@ -144,15 +144,11 @@ class NodeDispatcher:
             return self._on(partition, spec, args)
         result = self._on(partition, spec, args)
         if type(result) is Deferred or isinstance(result, Deferred):
-            if self.forwarder is None:
-                unwatched = seq.unwatched
-                unwatched.append(result)
-                if len(unwatched) > 64:
-                    while unwatched and _finished(unwatched[0]):
-                        unwatched.popleft()
-            else:
-                seq.pending_writes += 1
-                result.addBoth(self._write_done, seq)
+            unwatched = seq.unwatched
+            unwatched.append(result)
+            if len(unwatched) > 64:
+                while unwatched and _finished(unwatched[0]):
+                    unwatched.popleft()
         return result
 
     def _watch(self, seq: _Sequencer) -> bool:
@@ -274,7 +270,10 @@ class NodeDispatcher:
 
     def _forward(self, partition, spec, args, hops, deadline):
         result = self.forwarder(partition, spec.name, args, hops - 1)
-        if self.leader_wait > 0 and isinstance(result, Deferred):
+        # Only a forwarder that failed at once (no leader known here) leaves the waiting
+        # to us: a reply relayed from the leader's node is never NoLeader, that node
+        # waited for its own leader.
+        if self.leader_wait > 0 and isinstance(result, Deferred) and result.called:
             result.addErrback(self._leaderless, partition, spec, args, hops, deadline)
         return result
 
