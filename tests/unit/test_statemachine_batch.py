@@ -121,3 +121,18 @@ def test_plain_set_shortcut_refuses_what_the_handler_refuses(tmp_path):
     reply = sm.apply(1, encode_command_entry(1_000, 0, "set", [b"k", big]))
     assert str(reply) == "ERR invalid value size"
     assert sm.keys_count == 0 and sm.applied_index == 1
+
+
+def test_entry_naming_an_unknown_command_answers_an_error(tmp_path):
+    """A log written by a node that knows more commands: the entry is applied (the index
+    advances, every replica answers alike) and its reply is an error, not a failed apply."""
+    from twisted.logger import Logger
+
+    sm = PartitionStateMachine(LevelDBEngine(str(tmp_path / "db")))
+    logged: list[dict] = []
+    sm._log = Logger(observer=logged.append)
+    replies = sm.apply_many([(1, encode_command_entry(1_000, 0, "nosuchcommand", [b"k"])),
+                             (2, encode_command_entry(1_000, 0, "set", [b"k", b"v"]))])
+    assert str(replies[0]) == "ERR internal error"
+    assert [e["name"] for e in logged] == ["nosuchcommand"]
+    assert replies[1] is not None and sm.applied_index == 2 and sm.keys_count == 1
