@@ -38,6 +38,7 @@ class Node:
                            "default")
         self.dispatcher = NodeDispatcher(self.clock, router, self, server=None,
                                          rng=random.Random(1))
+        self.dispatcher.local_partitions = True   # as the standalone node sets it
 
     def partition(self, ns, pid):
         return self.parts.get((ns, pid))
@@ -260,3 +261,26 @@ def test_a_read_waits_for_every_unfinished_write_of_a_long_write_run(node):
     node.clock.advance(0)
     assert last.result == b"OK" and r.result == b"last"
     assert run(node, c, "get", "k") == b"last"  # nothing pending: answered at once
+
+
+def test_get_reads_a_local_partition_directly_in_connection_order(node):
+    """GET on a standalone node reads the partition's database without a Txn, after the
+    connection's earlier writes, with GET's replies and errors."""
+    c = client()
+    d = run(node, c, "set", "k", "v")
+    get = run(node, c, "get", "k")           # waits for the SET before it
+    assert isinstance(get, Deferred) and not get.called
+    node.clock.advance(0)
+    assert d.result == b"OK" and get.result == b"v"
+    assert run(node, c, "get", "k") == b"v"  # nothing pending: answered at once
+    assert run(node, c, "get", "missing") is None
+    run(node, c, "hset", "h", "f", "v")
+    run(node, c, "set", "t", "v", "px", "100")
+    node.clock.advance(0)
+    with pytest.raises(RespError, match="WRONGTYPE"):
+        run(node, c, "get", "h")
+    assert run(node, c, "get", "t") == b"v"
+    node.clock.advance(0.2)
+    assert run(node, c, "get", "t") is None   # expired: gone for readers at once
+    with pytest.raises(RespError, match="invalid key size"):
+        run(node, c, "get", b"x" * 10241)

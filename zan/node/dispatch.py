@@ -98,6 +98,10 @@ class NodeDispatcher:
         # `leader_retry` seconds, before it fails with ERR_CLUSTER_CHANGED (0: at once).
         self.leader_wait = 0.0
         self.leader_retry = 0.1
+        # Set by a standalone node before it serves: every partition is a `LocalPartition`
+        # whose state a read may consult directly (never set for Raft replicas, whose
+        # reads wait for a read point).
+        self.local_partitions = False
 
     def wait_for_leaders(self, tick_ms: int, election_tick: int, proposal_timeout_ms: int):
         """Let a command that reaches a partition mid-election wait for the new leader:
@@ -118,7 +122,7 @@ class NodeDispatcher:
             if argv[0] in _FORWARDED:
                 return self._forwarded(client, argv)
             known = self._learn(argv)
-        spec, is_write, one_key, arity = known
+        spec, is_write, one_key, arity, record_reader = known
         if (argc := len(argv)) != arity and (arity > 0 or argc < -arity):
             raise wrong_arity(spec.name)
         if self.requirepass and not client.authenticated and NO_AUTH not in spec.flags:
@@ -133,6 +137,14 @@ class NodeDispatcher:
             d = Deferred()
             seq.queue.append((is_write, lambda: self._execute(spec, argv, seq), d))
             return d
+        if record_reader is not None:
+            # A one-record read (GET) on a local partition: straight from its database.
+            namespace, pid, pk = self.router.locate(argv[1])
+            partition = self.partitions.partition(namespace, pid)
+            if partition is None:
+                raise PartitionNotFound()
+            sm = partition.state_machine
+            return record_reader(sm.engine, pk, int(self._reactor.seconds() * 1000), sm.options)
         if not one_key or spec.name in self.special:
             return self._execute(spec, argv, seq)
         # The common case, _execute for a one-key command without the indirections.
@@ -173,12 +185,17 @@ class NodeDispatcher:
         return partition, args
 
     def _learn(self, argv: list[bytes]) -> tuple:
-        """(spec, is_write, one_key, arity) of argv[0], remembered under its exact
-        spelling (one_key: None for a SERVER command, else whether its route is KEY);
-        raises Redis's unknown-command error."""
+        """(spec, is_write, one_key, arity, record_reader) of argv[0], remembered under its
+        exact spelling (one_key: None for a SERVER command, else whether its route is KEY;
+        record_reader: how to read its one record straight from a local partition's
+        database, or None); raises Redis's unknown-command error."""
         spec = lookup_command(argv)
         one_key = None if spec.route is Route.SERVER else spec.route is Route.KEY
-        known = (spec, spec.is_write, one_key, spec.arity)
+        record_reader = None
+        if self.local_partitions and one_key and not spec.is_write and not spec.allow_stale \
+                and spec.name not in self.special:
+            record_reader = spec.extra.get("read")
+        known = (spec, spec.is_write, one_key, spec.arity, record_reader)
         if len(self._known) < _KNOWN_SPELLINGS:
             self._known[argv[0]] = known
         return known

@@ -152,6 +152,7 @@ class NodeService(service.MultiService):
                 group_log = self.log_store.group(group_id_of(ns.name, pid))
                 self._partitions[(ns.name, pid)] = LocalPartition(
                     ns.name, pid, sm, group_log, self.committer, snap_count=ns.snap_count)
+        self.dispatcher.local_partitions = True
         self.log_store.sync()
         self._log.info("opened {count} partitions in {dir}", count=len(self._partitions),
                        dir=os.path.abspath(config.data_dir))
