@@ -159,87 +159,34 @@ def test_log_is_compacted_and_restart_keeps_data(tmp_path):
     n2.close()
 
 
-def test_sync_off_the_reactor_answers_only_what_it_covered(tmp_path):
-    """With the fsync running elsewhere, writes that arrive during it wait for the next
-    sync, and nobody is answered before the sync that covers them."""
-    syncs = []
+def test_a_failed_sync_fails_the_writes_it_covered_and_refuses_more(node, monkeypatch):
+    """Nothing is acknowledged that the log did not make durable: the writes of a failed
+    sync get an error, are not applied, and the partitions refuse writes from then on."""
+    from twisted.logger import Logger
 
-    def runner(sync):
-        d = Deferred()
-        syncs.append((sync, d))
-        return d
+    from zan.errors import Stopping, StorageError
 
-    n = Node(tmp_path)
-    n.committer._runner = runner
-    c1, c2 = client(1), client(2)
-    first = run(n, c1, "set", "a", "1")
-    n.clock.advance(0)
-    assert len(syncs) == 1 and not first.called
-    second = run(n, c2, "set", "b", "2")     # arrives while the first sync runs
-    n.clock.advance(0)
-    assert len(syncs) == 1                    # one sync at a time
-    sync, d = syncs.pop()
-    sync()
-    d.callback(None)
-    assert first.result == b"OK" and not second.called
-    assert len(syncs) == 1                    # the next sync starts at once
-    sync, d = syncs.pop()
-    sync()
-    d.callback(None)
-    assert second.result == b"OK"
-    n.committer._runner = None
-    n.close()
+    logged: list[dict] = []
+    node.committer._log = Logger(observer=logged.append)
+    c = client()
+    run(node, c, "set", "kept", "1")
+    node.clock.advance(0)
 
-
-def test_next_sync_starts_before_the_covered_writes_are_applied(tmp_path, monkeypatch):
-    """The disk works on the next batch while the synced one is applied and answered;
-    the log is compacted only while no sync is out."""
-    syncs = []
-
-    def runner(sync):
-        d = Deferred()
-        syncs.append((sync, d))
-        return d
-
-    n = Node(tmp_path, partitions=1)
-    n.committer._runner = runner
-    c1, c2 = client(1), client(2)
-    first = run(n, c1, "set", "a", "1")
-    n.clock.advance(0)
-    second = run(n, c2, "set", "b", "2")
-    n.clock.advance(0)
-    started_before_answer = []
-    first.addCallback(lambda r: started_before_answer.append(len(syncs)) or r)
-    sync, d = syncs.pop()
-    sync()
-    d.callback(None)
-    assert first.result == b"OK" and started_before_answer == [1]
-    assert not second.called
-    sync, d = syncs.pop()
-    sync()
-    d.callback(None)
-    assert second.result == b"OK"
-
-    compactions = []
-    log = n.wal.group(1)
-    real_compact = type(log).compact
-
-    def compact(self, index):
-        assert not n.committer._in_flight
-        compactions.append(index)
-        real_compact(self, index)
-    monkeypatch.setattr(type(log), "compact", compact)
-    for i in range(120):
-        d = run(n, c1, "incr", "counter")
-        n.clock.advance(0)
-        while syncs:
-            sync, sd = syncs.pop(0)
-            sync()
-            sd.callback(None)
-        assert d.result == i + 1
-    assert compactions and log.first_index() > 50
-    n.committer._runner = None
-    n.close()
+    def broken_sync():
+        raise OSError(5, "Input/output error")
+    monkeypatch.setattr(node.wal, "sync", broken_sync)
+    d = run(node, c, "set", "lost", "2")
+    failures = []
+    d.addErrback(failures.append)
+    node.clock.advance(0)
+    assert failures and failures[0].check(StorageError)
+    assert [e["log_failure"].check(OSError) for e in logged] == [OSError]
+    assert "could not be synced" in failures[0].getErrorMessage()
+    assert run(node, client(2), "get", "lost") is None
+    assert run(node, client(2), "get", "kept") == b"1"
+    with pytest.raises(Stopping):
+        run(node, client(2), "set", "lost", "3")
+    monkeypatch.undo()
 
 
 def test_a_read_waits_for_every_unfinished_write_of_a_long_write_run(node):

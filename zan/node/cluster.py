@@ -313,7 +313,10 @@ class StaticCluster(ReplicaHost):
         super().__init__(node, config, reactor, log_store, local_node_id=config.node_id,
                          **seams)
         self._group_id_of = group_id_of
-        self._addresses: dict[tuple[int, str], tuple[str, int] | None] = {}
+        # Asked once per forwarded command: the configuration's addresses, parsed once.
+        self._addresses = {(peer.node_id, which): peer.address(which)
+                           for peer in config.cluster_nodes
+                           for which in ("raft_addr", "redis_addr", "http_addr")}
         self._preferred: list[int] = []
         self._campaign_call = None
         for peer in config.cluster_nodes:
@@ -325,16 +328,7 @@ class StaticCluster(ReplicaHost):
         return replica if self.config.cluster_node(replica) is not None else None
 
     def peer_address(self, node_id, which: str):
-        # Asked once per forwarded command: the static configuration's addresses are
-        # parsed once.
-        key = (node_id, which)
-        try:
-            return self._addresses[key]
-        except KeyError:
-            pass
-        peer = self.config.cluster_node(node_id) if node_id else None
-        address = self._addresses[key] = peer.address(which) if peer is not None else None
-        return address
+        return self._addresses.get((node_id, which))
 
     def open_partitions(self) -> dict[tuple[str, int], RaftPartition]:
         out = {}

@@ -139,10 +139,7 @@ class NodeDispatcher:
             return d
         if record_reader is not None:
             # A one-record read (GET) on a local partition: straight from its database.
-            namespace, pid, pk = self.router.locate(argv[1])
-            partition = self.partitions.partition(namespace, pid)
-            if partition is None:
-                raise PartitionNotFound()
+            partition, pk = self._locate(argv[1])
             sm = partition.state_machine
             return record_reader(sm.engine, pk, int(self._reactor.seconds() * 1000), sm.options)
         if not one_key or spec.name in self.special:
@@ -173,13 +170,18 @@ class NodeDispatcher:
         seq.unwatched.clear()
         return seq.pending_writes > 0
 
-    def _key_partition(self, argv: list[bytes]) -> tuple[Partition, list[bytes]]:
-        """The partition of a one-key command's key, and its arguments with the key
-        replaced by the partition's primary key."""
-        namespace, pid, pk = self.router.locate(argv[1])
+    def _locate(self, key: bytes) -> tuple[Partition, bytes]:
+        """The partition holding `key`, and the key's primary key in it."""
+        namespace, pid, pk = self.router.locate(key)
         partition = self.partitions.partition(namespace, pid)
         if partition is None:
             raise PartitionNotFound()
+        return partition, pk
+
+    def _key_partition(self, argv: list[bytes]) -> tuple[Partition, list[bytes]]:
+        """The partition of a one-key command's key, and its arguments with the key
+        replaced by the partition's primary key."""
+        partition, pk = self._locate(argv[1])
         args = argv[1:]
         args[0] = pk
         return partition, args

@@ -137,10 +137,6 @@ class NodeService(service.MultiService):
         if config.replicated:
             self._open_cluster()
             return
-        # The fsync runs on the reactor thread: on a thread of its own it had to win the
-        # GIL back from the busy reactor several times per sync, and those hand-offs (two
-        # context switches each) cost more than the overlap gained (SET -P 1: 22k/s on
-        # the thread, 28k/s inline; -P 16 the same).
         self.committer = GroupCommitter(self.reactor, self.log_store,
                                         batch_delay=config.commit_batch_us / 1e6)
         for ns in config.namespaces:
@@ -197,7 +193,7 @@ class NodeService(service.MultiService):
             if self.cluster is not None:
                 return self.cluster.stop().addBoth(lambda _: result)
             if self.committer is not None:
-                return self.committer.quiesce().addBoth(lambda _: result)
+                self.committer.flush()   # every write handed over: synced and answered
             return result
 
         def close(result):
@@ -209,7 +205,7 @@ class NodeService(service.MultiService):
         if self.log_store is None:
             return
         if self.committer is not None:
-            self.committer.close()
+            self.committer.flush()
         for partition in self._partitions.values():
             partition.stop()
             partition.state_machine.engine.close()

@@ -74,9 +74,7 @@ def _arg(a) -> bytes:
 def encode_command(argv) -> bytes:
     """A request in multibulk form; arguments may be bytes, str (UTF-8), int or float."""
     parts = [b"*%d\r\n" % len(argv)]
-    append = parts.append
     for a in argv:
-        if type(a) is not bytes:
-            a = _arg(a)
-        append(b"$%d\r\n%b\r\n" % (len(a), a))
+        a = _arg(a)
+        parts.append(b"$%d\r\n%b\r\n" % (len(a), a))
     return b"".join(parts)
