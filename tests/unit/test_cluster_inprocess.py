@@ -143,6 +143,26 @@ def test_membership_change_and_leader_transfer(cluster):
     assert cluster.call(victim, "get", k) == b"y"
 
 
+def test_every_replica_takes_a_snapshot_naming_a_member_once_it_is_added(cluster):
+    """A new member whose log the leader compacted away can only start from a snapshot
+    that names it (a replica refuses one that does not): the snapshot is taken when the
+    member is added, not at the next snap_count entries, which may be long in coming."""
+    k = key_in(0)
+    assert cluster.call(1, "set", k, "x") == b"OK"
+    leader = cluster.leader_node(0)
+    part = cluster.nodes[leader].partition("default", 0)
+    driver = cluster.nodes[leader].cluster.driver
+    victim = next(i for i in (1, 2, 3) if i != leader)
+    for kind in (ConfChangeType.REMOVE_NODE, ConfChangeType.ADD_LEARNER_NODE):
+        d = driver.propose_conf_change(part.group_id, ConfChange(kind, victim))
+        cluster.run(1.0)
+        assert d.called
+    for i, node in cluster.nodes.items():
+        snap = node.wal.group(part.group_id).snapshot()
+        assert list(snap.metadata.conf_state.learners) == [victim], i
+        assert snap.metadata.index == node.partition("default", 0).applied_index, i
+
+
 def test_database_ahead_of_the_remembered_commit_index(cluster):
     """A kill -9 loses the lazily written commit index while the database already applied
     the entries: the replica must restart and converge, not refuse to start."""

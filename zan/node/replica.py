@@ -140,6 +140,7 @@ class RaftPartition:
 
     def apply(self, entries: Sequence[Entry]) -> list:
         batch = []
+        member_added = False
         for e in entries:
             if e.type == EntryType.CONF_CHANGE:
                 cc = decode_conf_change(e.data)
@@ -151,18 +152,22 @@ class RaftPartition:
                                        partition=self.name, replica=self.replica_id)
                 else:
                     self.members[cc.node_id] = cc.context
+                    member_added = True
                 batch.append((e.index, b""))  # advances the applied index, nothing else
             else:
                 batch.append((e.index, e.data))
         results = self.state_machine.apply_many(batch)
-        self._maybe_compact()
+        # A member added after the last snapshot could not use it: a snapshot names the
+        # members it was taken with, and a replica refuses one that does not name it.
+        # So the snapshot a new member may need is taken as soon as it is a member.
+        self._maybe_compact(now=member_added)
         return results
 
-    def _maybe_compact(self) -> None:
+    def _maybe_compact(self, now: bool = False) -> None:
         if self._compact_call is not None or self.stopped:
             return
         applied = self.state_machine.applied_index
-        if applied - self._group_log.snapshot().metadata.index >= self._snap_count:
+        if now or applied - self._group_log.snapshot().metadata.index >= self._snap_count:
             # After this apply round: the driver counts these entries as applied only
             # once the callback has returned.
             self._compact_call = self._reactor.callLater(0, self._compact)
@@ -173,8 +178,9 @@ class RaftPartition:
             return
         # The log may only forget entries the database holds on disk.
         self.state_machine.engine.sync()
-        self._driver.compact(self.group_id, self.state_machine.applied_index, b"",
-                             keep=self._snap_catchup)
+        # After a restart the database may be ahead of the entries Raft has replayed.
+        index = min(self.state_machine.applied_index, self._driver.applied(self.group_id))
+        self._driver.compact(self.group_id, index, b"", keep=self._snap_catchup)
 
     def restore(self, snapshot: Snapshot) -> None:
         """Swap in the database received for `snapshot` (already complete on disk, next to

@@ -285,6 +285,10 @@ class RaftDriver:
     def leader(self, group_id: int) -> int:
         return self._groups[group_id].rn.raft.lead
 
+    def applied(self, group_id: int) -> int:
+        """The last index the group's apply callback has returned for."""
+        return self._groups[group_id].applied
+
     def conf_state(self, group_id: int) -> ConfState:
         return self._groups[group_id].conf_state
 
