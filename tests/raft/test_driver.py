@@ -37,7 +37,8 @@ class StateMachine:
 
 
 class Cluster:
-    def __init__(self, ids=(1, 2, 3), groups=(7,), **cfg):
+    def __init__(self, ids=(1, 2, 3), groups=(7,), forward=False, **cfg):
+        self.forward = forward
         self.clock = Clock()
         self.ids = list(ids)
         self.stores = {i: MemoryLogStore() for i in ids}
@@ -45,12 +46,14 @@ class Cluster:
         self.sms: dict[tuple[int, int], StateMachine] = {}
         self.blocked: set[tuple[int, int]] = set()
         self.sent = 0
+        self.sent_types: list[tuple[int, int, str]] = []   # (from, to, message type)
         for i in ids:
             self.start(i, groups, **cfg)
 
     def start(self, i, groups, **cfg):
         d = RaftDriver(self.clock, self.stores[i], lambda batch, i=i: self._send(i, batch),
-                       tick_ms=int(TICK * 1000), rand=random.Random(i))
+                       tick_ms=int(TICK * 1000), rand=random.Random(i),
+                       forward_proposals=self.forward)
         self.drivers[i] = d
         for gid in groups:
             sm = self.sms[(i, gid)] = StateMachine()
@@ -63,6 +66,7 @@ class Cluster:
         self.sent += len(batch)
         by_to = {}
         for gid, m in batch:
+            self.sent_types.append((frm, m.to, m.type.name))
             by_to.setdefault(m.to, []).append((gid, m))
         for to, items in by_to.items():
             if (frm, to) in self.blocked:
@@ -163,6 +167,77 @@ def test_propose_on_follower_fails_with_leader_hint():
     res = result_of(c.drivers[f].propose(7, b"x"))
     assert res[0].check(NotLeader)
     assert res[0].value.leader_hint == ld
+
+
+def follower_of(c, ld):
+    return next(i for i in c.ids if i != ld)
+
+
+def test_forwarded_proposals_are_answered_with_the_followers_own_apply_result():
+    c = Cluster(forward=True)
+    ld = c.elect()
+    f = follower_of(c, ld)
+    c.sent_types.clear()
+    results = [result_of(c.drivers[f].propose(7, data)) for data in (b"a", b"b", b"fail-c")]
+    c.pump()
+    assert results[0] == [b"ok:a"] and results[1] == [b"ok:b"]
+    assert results[2][0].check(ValueError)
+    # One proposal message for the turn's three, and every replica applied each once.
+    assert [t for t in c.sent_types if t[2] == "PROP"] == [(f, ld, "PROP")]
+    c.run(3 * TICK)
+    for i in c.ids:
+        assert [d for _, d in c.sms[(i, 7)].applied] == [b"a", b"b", b"fail-c"]
+    assert c.drivers[f]._groups[7].forwarded == {}
+
+
+def test_forwarded_proposal_fails_as_leader_changed_when_its_leader_goes():
+    c = Cluster(forward=True)
+    ld = c.elect()
+    f = follower_of(c, ld)
+    res = result_of(c.drivers[f].propose(7, b"x"))
+    c.isolate(ld)   # the proposal never reaches it
+    c.run(2.5)      # well within the 4 s proposal timeout: the others elect
+    assert res and res[0].check(LeaderChanged)
+    assert c.leader() not in (None, ld)
+
+
+def test_forwarded_proposal_times_out_when_the_leader_never_gets_it():
+    c = Cluster(forward=True)
+    ld = c.elect()
+    f = follower_of(c, ld)
+    d = c.drivers[f]
+    d.proposal_timeout = 1.0
+    c.blocked.add((f, ld))   # f still hears the leader, so the leader does not change
+    res = result_of(d.propose(7, b"x"))
+    c.run(0.9)
+    assert res == []
+    c.run(0.2)
+    assert res[0].check(ProposalTimeout)
+    assert d._groups[7].forwarded == {}
+
+
+def test_forwarded_proposal_fails_as_leader_changed_when_a_snapshot_replaces_the_log():
+    c = Cluster(forward=True)
+    ld = c.elect()
+    f = follower_of(c, ld)
+    c.blocked.add((ld, f))   # the leader gets the proposal, f never hears of its entry
+    res = result_of(c.drivers[f].propose(7, b"x"))
+    c.pump()
+    for i in range(3):
+        result_of(c.drivers[ld].propose(7, b"%d" % i))
+    c.run(2 * TICK)
+    c.drivers[ld].compact(7, c.drivers[ld].status(7).applied, b"descriptor")
+    restored = []
+    c.drivers[f]._groups[7].restore = restored.append
+    c.heal()
+    c.run(0.3)
+    assert [s.data for s in restored] == [b"descriptor"]
+    assert res and res[0].check(LeaderChanged)
+
+
+def test_forwarding_follower_without_a_leader_refuses_at_once():
+    c = Cluster(forward=True)
+    assert result_of(c.drivers[1].propose(7, b"x"))[0].check(NotLeader)
 
 
 def test_propose_unknown_group_dropped():

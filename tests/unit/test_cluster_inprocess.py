@@ -59,6 +59,25 @@ def test_any_node_answers_any_key(cluster):
     converge(cluster, 0)
 
 
+def test_a_follower_sends_writes_to_the_leader_by_raft_and_reads_over_resp(cluster):
+    k = key_in(0)
+    follower = next(i for i in cluster.nodes if i != cluster.leader_node(0))
+    node = cluster.nodes[follower]
+    hops = []
+    resp_forward = node.cluster._forward_to
+    node.cluster._forward_to = lambda node_id, argv: (
+        hops.append(argv[4]), resp_forward(node_id, argv))[1]
+    assert cluster.call(follower, "set", k, "v") == b"OK"
+    assert cluster.call(follower, "incr", k + "n") == 1
+    assert cluster.call(follower, "incr", k + "n") == 2
+    assert str(cluster.call(follower, "lpush", k, "x")) == \
+        "WRONGTYPE Operation against a key holding the wrong kind of value"
+    assert hops == []   # the writes went as Raft proposals
+    assert cluster.call(follower, "get", k) == b"v"
+    assert hops == [b"get"]
+    converge(cluster, 0)
+
+
 def test_failover_keeps_acknowledged_writes(cluster):
     k = key_in(0)
     leader = cluster.leader_node(0)

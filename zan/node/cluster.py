@@ -75,7 +75,8 @@ class ReplicaHost:
         self._forward_to = forward_to or self._resp_forward
         self.driver = RaftDriver(reactor, log_store, self._send, tick_ms=config.tick_ms,
                                  proposal_timeout=config.proposal_timeout_ms / 1000.0,
-                                 rand=node.rng, batch_delay=config.commit_batch_us / 1e6)
+                                 rand=node.rng, batch_delay=config.commit_batch_us / 1e6,
+                                 forward_proposals=config.allow_forwarding)
         self.by_group: dict[int, RaftPartition] = {}
         self._fetching: set[int] = set()
         self._snapshot_timers: dict[tuple[int, int], object] = {}

@@ -6,8 +6,10 @@ ReadIndex heartbeat round) and for the replica to have applied up to it.  The re
 one reactor turn share one read point: every one of them arrived before it was asked
 for, so any write acknowledged before any of them is covered.
 
-A replica that does not lead its group refuses with `NotLeader` (carrying the leader's
-replica id); the dispatcher forwards the command to the leader's node.
+A replica that does not lead its group sends a write to the leader as a Raft proposal
+and answers it once it applies the entry itself (when the node forwards at all).  It
+refuses a read, or a write when the node does not forward, with `NotLeader` (carrying the
+leader's replica id); the dispatcher forwards a read to the leader's node.
 """
 
 from __future__ import annotations
@@ -85,15 +87,16 @@ class RaftPartition:
     def propose(self, data: bytes) -> Deferred:
         if self.stopped:
             raise Stopping()
-        if not self.is_leader:
-            # Refused at once, without a failed Deferred: the dispatcher forwards the
-            # command to the leader (building a Failure per forwarded write was a good
-            # part of a follower's CPU under write load).
+        driver = self._driver
+        if not driver.is_leader(self.group_id):
+            # Refused at once, without a failed Deferred (building a Failure per refused
+            # write was a good part of a follower's CPU under write load).
             lead = self.leader
             if not lead:
                 raise NoLeader()
-            raise NotLeader(leader_hint=lead)
-        return self._driver.propose(self.group_id, data)
+            if not driver.forward_proposals:
+                raise NotLeader(leader_hint=lead)
+        return driver.propose(self.group_id, data)
 
     def read(self, name: str, args: list[bytes], now_ms: int, seed: int = 0) -> Any:
         if self.stopped:

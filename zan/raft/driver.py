@@ -10,12 +10,15 @@ One `LoopingCall` ticks every group; any input (tick, step, proposal) schedules 
 5. resolve proposal and read Deferreds;
 6. ``advance`` every group.
 
-Proposals are matched to applied entries by ``(term, index)``: `propose` is only accepted
-on the leader, where the entry's place in the log is known when it is appended.  A
-proposal made on a follower fails at once with `NotLeader` carrying the leader hint (the
-caller forwards the command to the leader), so a Deferred's outcome is always decided
-here.  Proposals are batched per reactor turn: all proposals of a turn for a group become
-one append.
+A leader's proposals are matched to applied entries by ``(term, index)``: the entry's
+place in the log is known when it is appended.  A follower, when the driver forwards
+proposals, sends them to the leader as Raft proposal messages (as etcd does) and matches
+them by their bytes when it applies them itself: the caller's data must be unique among
+its pending proposals (a command entry carries a random seed).  Otherwise a proposal made
+on a follower fails at once with `NotLeader` carrying the leader hint.  A forwarded
+proposal whose leader changes before it is applied fails with `LeaderChanged`: it may
+still commit, nobody here can tell.  Proposals are batched per reactor turn: all
+proposals of a turn for a group become one append, or one message to the leader.
 """
 
 from __future__ import annotations
@@ -80,8 +83,8 @@ class _Pending:
 
 
 class _Group:
-    __slots__ = ("id", "rn", "log", "apply", "restore", "queued", "proposals", "reads",
-                 "waiting_reads", "conf_state", "term", "lead", "applied")
+    __slots__ = ("id", "rn", "log", "apply", "restore", "queued", "proposals", "forwarded",
+                 "reads", "waiting_reads", "conf_state", "term", "lead", "applied")
 
     def __init__(self, group_id: int, rn: RawNode, log: GroupLog, apply: ApplyCallback,
                  restore: RestoreCallback | None, conf_state: ConfState):
@@ -92,6 +95,8 @@ class _Group:
         self.restore = restore
         self.queued: list[_Pending] = []
         self.proposals: dict[int, _Pending] = {}
+        # Proposals sent to the leader, by their data, until this replica applies them.
+        self.forwarded: dict[bytes, _Pending] = {}
         self.reads: dict[bytes, _Pending] = {}
         self.waiting_reads: list[tuple[int, _Pending]] = []
         self.conf_state = conf_state
@@ -106,7 +111,8 @@ class RaftDriver:
     def __init__(self, reactor, log_store: LogStore,
                  transport_send: Callable[[list[tuple[int, Message]]], None],
                  tick_ms: int = 200, proposal_timeout: float = 4.0,
-                 rand: random.Random | None = None, batch_delay: float = 0.0):
+                 rand: random.Random | None = None, batch_delay: float = 0.0,
+                 forward_proposals: bool = False):
         self._reactor = reactor
         self._store = log_store
         self._transport_send = transport_send
@@ -115,6 +121,8 @@ class RaftDriver:
         # it share one Ready per group, one log write and one fsync (0: the next turn).
         self._batch_delay = batch_delay
         self.proposal_timeout = proposal_timeout
+        # Whether a follower sends proposals on to its leader (else: NotLeader at once).
+        self.forward_proposals = forward_proposals
         self._rand = rand if rand is not None else random.Random()
         self._groups: dict[int, _Group] = {}
         self._scheduled = None
@@ -196,8 +204,12 @@ class RaftDriver:
             return fail(ProposalDropped(f"ERR_CLUSTER_CHANGED: raft group {group_id} is not here"))
         r = g.rn.raft
         if r.state != StateType.LEADER:
-            return fail(NotLeader(leader_hint=r.lead or None))
-        if r.lead_transferee != NONE:
+            if not self.forward_proposals or r.lead == NONE:
+                return fail(NotLeader(leader_hint=r.lead or None))
+            if data in g.forwarded:
+                return fail(ProposalDropped(
+                    "ERR_CLUSTER_CHANGED: raft proposal dropped: the same data is pending"))
+        elif r.lead_transferee != NONE:
             return fail(ProposalDropped(
                 "ERR_CLUSTER_CHANGED: raft proposal dropped: leadership transfer in progress"))
         p = _Pending(Deferred(), self._reactor.seconds() + self.proposal_timeout, data)
@@ -320,6 +332,10 @@ class RaftDriver:
             for p in overdue:
                 if p.index and g.proposals.get(p.index) is p:
                     del g.proposals[p.index]
+            for data, p in list(g.forwarded.items()):
+                if p.deadline <= now:
+                    del g.forwarded[data]
+                    overdue.append(p)
             for ctx, p in list(g.reads.items()):
                 if p.deadline <= now:
                     del g.reads[ctx]
@@ -340,10 +356,11 @@ class RaftDriver:
             p.d.callback(result)
 
     def _fail_all(self, g: _Group, err: Exception) -> None:
-        pending = g.queued + list(g.proposals.values()) + list(g.reads.values()) + \
-            [p for _, p in g.waiting_reads]
+        pending = g.queued + list(g.proposals.values()) + list(g.forwarded.values()) + \
+            list(g.reads.values()) + [p for _, p in g.waiting_reads]
         g.queued = []
         g.proposals = {}
+        g.forwarded = {}
         g.reads = {}
         g.waiting_reads = []
         for p in pending:
@@ -354,17 +371,22 @@ class RaftDriver:
         g.queued = []
         if not batch:
             return
+        r = g.rn.raft
+        if r.state != StateType.LEADER and not (self.forward_proposals and r.lead != NONE):
+            err = NotLeader(leader_hint=r.lead or None)
+            for p in batch:
+                self._settle(p, err)
+            return
         try:
-            res = g.rn.propose_batch([p.data for p in batch]) \
-                if g.rn.raft.state == StateType.LEADER else None
+            res = g.rn.propose_batch([p.data for p in batch])
         except ClusterError as e:
             for p in batch:
                 self._settle(p, e)
             return
         if res is None:
-            err = NotLeader(leader_hint=g.rn.raft.lead or None)
+            # Sent to the leader: this replica will apply them like any other entries.
             for p in batch:
-                self._settle(p, err)
+                g.forwarded[p.data] = p
             return
         term, first = res
         for i, p in enumerate(batch):
@@ -424,6 +446,12 @@ class RaftDriver:
     def _apply(self, g: _Group, rd: Ready) -> None:
         rn = g.rn
         if rd.snapshot is not None:
+            if g.forwarded:
+                # Whether the snapshot covers them is not knowable from here.
+                forwarded = list(g.forwarded.values())
+                g.forwarded = {}
+                for p in forwarded:
+                    self._settle(p, LeaderChanged())
             if g.restore is not None:
                 g.restore(rd.snapshot)
             g.conf_state = rd.snapshot.metadata.conf_state
@@ -435,6 +463,7 @@ class RaftDriver:
                 raise AssertionError(
                     f"apply callback returned {len(results)} results for {len(ents)} entries")
             proposals = g.proposals
+            forwarded = g.forwarded
             for e, res in zip(ents, results):
                 if e.type == EntryType.CONF_CHANGE:
                     g.conf_state = rn.apply_conf_change(decode_conf_change(e.data))
@@ -443,6 +472,10 @@ class RaftDriver:
                     if p is not None:
                         # Another leader's entry took our index: ours is gone for good.
                         self._settle(p, res if p.term == e.term else LeaderChanged())
+                if forwarded and e.type == EntryType.NORMAL:
+                    p = forwarded.pop(e.data, None)
+                    if p is not None:
+                        self._settle(p, res)
             g.applied = ents[-1].index
         for rs in rd.read_states:
             p = g.reads.pop(rs.request_ctx, None)
@@ -467,6 +500,11 @@ class RaftDriver:
         stale = [p for p in g.proposals.values() if p.term != r.term]
         for p in stale:
             del g.proposals[p.index]
+            self._settle(p, LeaderChanged())
+        # Sent to a leader that is no longer: it may have lost them or passed them on.
+        forwarded = list(g.forwarded.values())
+        g.forwarded = {}
+        for p in forwarded:
             self._settle(p, LeaderChanged())
         if r.state != StateType.LEADER:
             # A read request forwarded to (or held by) a deposed leader is never answered.
