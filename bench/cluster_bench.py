@@ -66,7 +66,12 @@ class Proc:
                 return
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not start")
+        try:
+            with open(os.path.join(self.dir, "log"), encoding="utf-8", errors="replace") as f:
+                tail = f.read()[-2000:]
+        except OSError:
+            tail = "(no log)"
+        raise RuntimeError(f"{self.name} did not start:\n{tail}")
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc and self.proc.poll() is None:
@@ -165,6 +170,13 @@ def main():
                                  "redis_api_port": free_port(), "http_api_port": free_port()}, tmp)
     results = {}
     try:
+        run(args, tmp, cluster, standalone, results)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(args, tmp, cluster, standalone, results):
+    try:
         for p in cluster + [standalone]:
             p.start()
         wait_leaders(cluster, 8)
@@ -192,7 +204,6 @@ def main():
         print(f"\nleader failover (tick 100 ms, election 10 ticks), kill -9 to first successful "
               f"write through another node: median {statistics.median(times):.2f}s "
               f"(runs: {', '.join(f'{t:.2f}' for t in times)}; target median < 2.5 s)")
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
