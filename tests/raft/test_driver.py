@@ -201,6 +201,18 @@ def test_forwarded_proposal_fails_as_leader_changed_when_its_leader_goes():
     assert c.leader() not in (None, ld)
 
 
+def test_forwarded_proposal_survives_the_pass_in_which_its_follower_learns_the_leader():
+    c = Cluster(forward=True)
+    ld = c.elect()
+    f = follower_of(c, ld)
+    # The driver's own record of the leader lags the core's until the pass's Ready is
+    # handled: a proposal forwarded in that pass went to the leader all the same.
+    c.drivers[f]._groups[7].lead = 0
+    res = result_of(c.drivers[f].propose(7, b"x"))
+    c.pump()
+    assert res == [b"ok:x"]
+
+
 def test_forwarded_proposal_times_out_when_the_leader_never_gets_it():
     c = Cluster(forward=True)
     ld = c.elect()

@@ -71,13 +71,14 @@ class _RaftLogger:
 
 
 class _Pending:
-    __slots__ = ("d", "deadline", "term", "index", "data", "done")
+    __slots__ = ("d", "deadline", "term", "index", "lead", "data", "done")
 
     def __init__(self, d: Deferred, deadline: float, data: bytes | None = None):
         self.d = d
         self.deadline = deadline  # reactor seconds after which it fails with ProposalTimeout
         self.term = 0
         self.index = 0
+        self.lead = NONE          # forwarded: the leader (of `term`) it was sent to
         self.data = data
         self.done = False
 
@@ -332,10 +333,13 @@ class RaftDriver:
             for p in overdue:
                 if p.index and g.proposals.get(p.index) is p:
                     del g.proposals[p.index]
-            for data, p in list(g.forwarded.items()):
-                if p.deadline <= now:
-                    del g.forwarded[data]
-                    overdue.append(p)
+            if g.forwarded:
+                # A leader change seen without a Ready of this group is noticed here.
+                self._forwarded_to_old_leader(g)
+                for data, p in list(g.forwarded.items()):
+                    if p.deadline <= now:
+                        del g.forwarded[data]
+                        overdue.append(p)
             for ctx, p in list(g.reads.items()):
                 if p.deadline <= now:
                     del g.reads[ctx]
@@ -386,6 +390,7 @@ class RaftDriver:
         if res is None:
             # Sent to the leader: this replica will apply them like any other entries.
             for p in batch:
+                p.term, p.lead = r.term, r.lead
                 g.forwarded[p.data] = p
             return
         term, first = res
@@ -501,14 +506,18 @@ class RaftDriver:
         for p in stale:
             del g.proposals[p.index]
             self._settle(p, LeaderChanged())
-        # Sent to a leader that is no longer: it may have lost them or passed them on.
-        forwarded = list(g.forwarded.values())
-        g.forwarded = {}
-        for p in forwarded:
-            self._settle(p, LeaderChanged())
+        self._forwarded_to_old_leader(g)
         if r.state != StateType.LEADER:
             # A read request forwarded to (or held by) a deposed leader is never answered.
             reads = list(g.reads.values())
             g.reads = {}
             for p in reads:
                 self._settle(p, LeaderChanged())
+
+    def _forwarded_to_old_leader(self, g: _Group) -> None:
+        """Fail the proposals sent to a leader that is no longer: it may have lost them
+        or passed them on, nobody here can tell."""
+        r = g.rn.raft
+        gone = [data for data, p in g.forwarded.items() if p.term != r.term or p.lead != r.lead]
+        for data in gone:
+            self._settle(g.forwarded.pop(data), LeaderChanged())
