@@ -78,6 +78,27 @@ def test_a_follower_sends_writes_to_the_leader_by_raft_and_reads_over_resp(clust
     converge(cluster, 0)
 
 
+def test_a_replica_removed_from_its_group_forwards_writes_over_resp(cluster):
+    """It no longer receives the group's entries, so it could never answer a write it
+    sent the leader as a proposal."""
+    k = key_in(0)
+    leader = cluster.leader_node(0)
+    part = cluster.nodes[leader].partition("default", 0)
+    victim = next(i for i in (1, 2, 3) if i != leader)
+    d = cluster.nodes[leader].cluster.driver.propose_conf_change(
+        part.group_id, ConfChange(ConfChangeType.REMOVE_NODE, victim))
+    cluster.run(1.0)
+    assert d.called and cluster.nodes[victim].partition("default", 0).removed
+    hops = []
+    node = cluster.nodes[victim]
+    resp_forward = node.cluster._forward_to
+    node.cluster._forward_to = lambda node_id, argv: (
+        hops.append(argv[4]), resp_forward(node_id, argv))[1]
+    assert cluster.call(victim, "set", k, "after", settle=1.0) == b"OK"
+    assert hops == [b"set"]
+    assert cluster.call(leader, "get", k) == b"after"
+
+
 def test_failover_keeps_acknowledged_writes(cluster):
     k = key_in(0)
     leader = cluster.leader_node(0)

@@ -94,7 +94,8 @@ class RaftPartition:
             lead = self.leader
             if not lead:
                 raise NoLeader()
-            if not driver.forward_proposals:
+            if not driver.forward_proposals or self.removed:
+                # (A replica removed from its group would never apply its write.)
                 raise NotLeader(leader_hint=lead)
         return driver.propose(self.group_id, data)
 
