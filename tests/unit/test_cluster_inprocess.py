@@ -2,6 +2,7 @@
 change, leader transfer and forwarding over an in-memory network."""
 
 import pytest
+from twisted.internet.defer import Deferred
 
 from zan.errors import ZanError
 from zan.node.namespaces import partition_of
@@ -150,6 +151,31 @@ def test_lagging_follower_catches_up_by_snapshot(tmp_path):
         assert c.nodes[lagging].wal.group(gid).snapshot().metadata.index > 0
         sums = converge(c, 0)
         assert len(set(sums.values())) == 1
+    finally:
+        c.close()
+
+
+def test_a_replica_fetching_a_snapshot_forwards_writes_over_resp(tmp_path):
+    c = InProcessCluster(tmp_path, snap_count=50, snap_catchup=5)
+    try:
+        c.wait_leader(0)
+        leader = c.leader_node(0)
+        lagging = next(i for i in (1, 2, 3) if i != leader)
+        c.net.isolate(lagging, [1, 2, 3])
+        k = key_in(0)
+        for i in range(120):
+            assert c.call(leader, "rpush", k, str(i)) == i + 1
+        node = c.nodes[lagging]
+        node.cluster._snapshot_source = lambda *a: Deferred()   # a stream still going on
+        hops = []
+        resp_forward = node.cluster._forward_to
+        node.cluster._forward_to = lambda node_id, argv: (
+            hops.append(argv[4]), resp_forward(node_id, argv))[1]
+        c.net.heal()
+        c.run(2.0)
+        assert node.partition("default", 0).fetching_snapshot
+        assert c.call(lagging, "rpush", k, "during", settle=1.0) == 121
+        assert hops == [b"rpush"]
     finally:
         c.close()
 

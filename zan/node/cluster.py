@@ -235,6 +235,7 @@ class ReplicaHost:
         if partition is None or self.node_of(gid, message.frm) is None:
             return
         self._fetching.add(gid)
+        partition.fetching_snapshot = True
         receiver = SnapshotReceiver(partition.state_machine.engine.path)
         self._log.info("{partition}: fetching snapshot {index} from node {leader}",
                        partition=partition.name, index=message.snapshot.metadata.index,
@@ -243,12 +244,14 @@ class ReplicaHost:
         def done(_):
             receiver.finish()
             self._fetching.discard(gid)
+            partition.fetching_snapshot = False
             if receiver.applied_index < message.snapshot.metadata.index:
                 raise StorageError("the leader's database is behind its snapshot")
             self.driver.step(gid, message)
 
         def failed(failure):
             self._fetching.discard(gid)
+            partition.fetching_snapshot = False
             receiver.abort()
             self._log.failure("{partition}: snapshot fetch failed", failure,
                               partition=partition.name)

@@ -69,6 +69,7 @@ class RaftPartition:
         self.stopped = False
         self.members: dict[int, bytes] = {}      # replica id -> context of its ADD
         self.removed = False                      # applied its own removal from the group
+        self.fetching_snapshot = False            # set by the node while one streams in
 
     # -- the Partition interface of the dispatcher ---------------------------------------
 
@@ -94,8 +95,10 @@ class RaftPartition:
             lead = self.leader
             if not lead:
                 raise NoLeader()
-            if not driver.forward_proposals or self.removed:
-                # (A replica removed from its group would never apply its write.)
+            if not driver.forward_proposals or self.removed or self.fetching_snapshot:
+                # Sent on as a proposal, the write is answered when this replica applies
+                # it: never once removed from the group, late while a snapshot streams
+                # in.  Then the dispatcher relays it over RESP instead.
                 raise NotLeader(leader_hint=lead)
         return driver.propose(self.group_id, data)
 
