@@ -213,6 +213,28 @@ def test_forwarded_proposal_survives_the_pass_in_which_its_follower_learns_the_l
     assert res == [b"ok:x"]
 
 
+def test_a_follower_forwards_one_of_two_proposals_with_the_same_data():
+    """It knows its entries by their data: a second proposal with the data of one not
+    applied yet is dropped before it is sent, never left unanswered."""
+    c = Cluster(forward=True)
+    ld = c.elect()
+    f = follower_of(c, ld)
+    first = result_of(c.drivers[f].propose(7, b"same"))
+    second = result_of(c.drivers[f].propose(7, b"same"))   # the same turn
+    c.pump()
+    assert first == [b"ok:same"] and second[0].check(ProposalDropped)
+    c.blocked.add((ld, f))                                   # f applies nothing for now
+    third = result_of(c.drivers[f].propose(7, b"same"))     # free again once applied
+    c.pump()
+    fourth = result_of(c.drivers[f].propose(7, b"same"))    # a later turn, third pending
+    c.pump()
+    assert third == [] and fourth[0].check(ProposalDropped)
+    c.heal()
+    c.run(3 * TICK)
+    assert third == [b"ok:same"]
+    assert [d for _, d in c.sms[(ld, 7)].applied] == [b"same", b"same"]
+
+
 def test_forwarded_proposal_times_out_when_the_leader_never_gets_it():
     c = Cluster(forward=True)
     ld = c.elect()

@@ -207,9 +207,6 @@ class RaftDriver:
         if r.state != StateType.LEADER:
             if not self.forward_proposals or r.lead == NONE:
                 return fail(NotLeader(leader_hint=r.lead or None))
-            if data in g.forwarded:
-                return fail(ProposalDropped(
-                    "ERR_CLUSTER_CHANGED: raft proposal dropped: the same data is pending"))
         elif r.lead_transferee != NONE:
             return fail(ProposalDropped(
                 "ERR_CLUSTER_CHANGED: raft proposal dropped: leadership transfer in progress"))
@@ -376,11 +373,15 @@ class RaftDriver:
         if not batch:
             return
         r = g.rn.raft
-        if r.state != StateType.LEADER and not (self.forward_proposals and r.lead != NONE):
-            err = NotLeader(leader_hint=r.lead or None)
-            for p in batch:
-                self._settle(p, err)
-            return
+        if r.state != StateType.LEADER:
+            if not (self.forward_proposals and r.lead != NONE):
+                err = NotLeader(leader_hint=r.lead or None)
+                for p in batch:
+                    self._settle(p, err)
+                return
+            batch = self._unique_forwards(g, batch)
+            if not batch:
+                return
         try:
             res = g.rn.propose_batch([p.data for p in batch])
         except ClusterError as e:
@@ -399,6 +400,20 @@ class RaftDriver:
             p.index = first + i
             p.data = None
             g.proposals[p.index] = p
+
+    def _unique_forwards(self, g: _Group, batch: list[_Pending]) -> list[_Pending]:
+        """The proposals of `batch` whose data no other forwarded proposal has: a follower
+        knows its entries by their data, so a second one would never be answered."""
+        datas = set(g.forwarded)
+        unique = []
+        for p in batch:
+            if p.data in datas:
+                self._settle(p, ProposalDropped(
+                    "ERR_CLUSTER_CHANGED: raft proposal dropped: the same data is pending"))
+            else:
+                datas.add(p.data)
+                unique.append(p)
+        return unique
 
     def _process(self) -> None:
         self._scheduled = None
