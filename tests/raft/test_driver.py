@@ -274,6 +274,20 @@ def test_forwarding_follower_without_a_leader_refuses_at_once():
     assert result_of(c.drivers[1].propose(7, b"x"))[0].check(NotLeader)
 
 
+def test_a_stalled_leader_ticks_every_interval_it_missed_and_steps_down():
+    """The reactor calls the ticker once after a stall of many tick intervals: the lease
+    a cut-off leader reads under must still end when the others may elect."""
+    c = Cluster(check_quorum=True)
+    ld = c.elect()
+    c.isolate(ld)
+    c.clock.advance(3 * ET * TICK)   # one late call for thirty intervals
+    c.pump()
+    assert not c.drivers[ld].is_leader(7)
+    res = result_of(c.drivers[ld].read_index(7))
+    c.pump()
+    assert res and res[0].check(NotLeader)
+
+
 def test_propose_unknown_group_dropped():
     c = Cluster()
     assert result_of(c.drivers[1].propose(99, b"x"))[0].check(ProposalDropped)

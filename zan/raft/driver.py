@@ -51,6 +51,10 @@ RestoreCallback = Callable[[Snapshot], None]
 """Replaces the state machine by a snapshot received from the leader."""
 
 
+# Ticks run at once after a stall: more than any election timeout needs.
+_MAX_CATCH_UP_TICKS = 1000
+
+
 class _RaftLogger:
     """Adapts `twisted.logger.Logger` to the core's logger protocol."""
 
@@ -128,7 +132,7 @@ class RaftDriver:
         self._groups: dict[int, _Group] = {}
         self._scheduled = None
         self._read_seq = 0
-        self._ticker = LoopingCall(self._tick_all)
+        self._ticker = LoopingCall.withCount(self._tick_all)
         self._ticker.clock = reactor
         self.sync_count = 0
 
@@ -307,9 +311,14 @@ class RaftDriver:
 
     # ------------------------------------------------------------------ machinery
 
-    def _tick_all(self) -> None:
-        for g in self._groups.values():
-            g.rn.tick()
+    def _tick_all(self, intervals: int = 1) -> None:
+        # A reactor that ran late (a busy or paused process) calls once for every tick
+        # interval that passed.  Each is ticked: Raft time must keep up with the other
+        # nodes' clocks, or a leader cut off while this process stalled would go on
+        # serving lease reads past the moment the others may elect a new leader.
+        for _ in range(min(intervals, _MAX_CATCH_UP_TICKS)):
+            for g in self._groups.values():
+                g.rn.tick()
         self._expire_overdue()
         self._schedule()
 
