@@ -288,6 +288,29 @@ def test_a_stalled_leader_ticks_every_interval_it_missed_and_steps_down():
     assert res and res[0].check(NotLeader)
 
 
+def test_a_cut_off_leader_answers_lease_reads_for_half_an_election_timeout_only():
+    """The others may elect a new leader one election timeout after they last heard the
+    old one, while CheckQuorum may leave it leader for up to two: past half a timeout
+    without a majority's answer, a lease read waits for a ReadIndex round instead."""
+    from zan.raft.read_only import ReadOnlyOption
+
+    c = Cluster(check_quorum=True, read_only_option=ReadOnlyOption.LEASE_BASED)
+    ld = c.elect()
+    c.run(3 * TICK)
+    c.isolate(ld)
+    fresh = result_of(c.drivers[ld].read_index(7))
+    c.pump()
+    assert fresh and isinstance(fresh[0], int)          # on the lease, no round trip
+    c.run((ET // 2) * TICK)
+    assert c.drivers[ld].is_leader(7)                   # not deposed yet
+    late = result_of(c.drivers[ld].read_index(7))
+    c.pump()
+    assert late == []                                   # a round nobody answers
+    c.heal()
+    c.run(3 * TICK)
+    assert late and isinstance(late[0], int)
+
+
 def test_propose_unknown_group_dropped():
     c = Cluster()
     assert result_of(c.drivers[1].propose(99, b"x"))[0].check(ProposalDropped)

@@ -18,7 +18,7 @@ from typing import Any, Protocol, Sequence
 
 from zan.errors import ConfigError, NotLeader, ProposalDropped
 from zan.raft.log import RaftLog
-from zan.raft.progress import Progress, ProgressState
+from zan.raft.progress import NEVER_HEARD, Progress, ProgressState
 from zan.raft.quorum import VoteResult, committed_index, vote_result
 from zan.raft.read_only import ReadOnly, ReadOnlyOption, ReadState
 from zan.raft.storage import Compacted, Storage, Unavailable
@@ -146,6 +146,8 @@ class Raft:
         self.disable_proposal_forwarding = config.disable_proposal_forwarding
         self.election_timeout = config.election_tick
         self.heartbeat_timeout = config.heartbeat_tick
+        # Ticks since start: the clock of the leader lease (see `_lease_valid`).
+        self.ticks = 0
 
         self.term = 0
         self.vote = NONE
@@ -360,7 +362,23 @@ class Raft:
     # ------------------------------------------------------------------ ticks
 
     def tick(self) -> None:
+        self.ticks += 1
         self._tick()
+
+    def _lease_valid(self) -> bool:
+        """Whether a majority of the voters answered this leader within the last half
+        election timeout (by its ticks).  Each of them refuses other candidates for a
+        whole election timeout after it last heard the leader, so no other leader can
+        exist yet: the half left covers a reply that was slow to arrive and tick clocks
+        that run at slightly different rates.  CheckQuorum alone is not enough: it
+        looks back over the previous whole election timeout at each timeout, so a leader
+        cut off just after one check stays leader up to two timeouts, while the others
+        may elect after one."""
+        now = self.ticks
+        heard = sorted((now if vid == self.id else
+                        (pr.last_heard if (pr := self.prs.get(vid)) is not None else NEVER_HEARD)
+                        for vid in self.voters), reverse=True)
+        return now - heard[len(heard) // 2] < max(1, self.election_timeout // 2)
 
     def _past_election_timeout(self) -> bool:
         return self.election_elapsed >= self.randomized_election_timeout
@@ -549,10 +567,11 @@ class Raft:
             self._handle_append_response(m, pr)
         elif t == MT.HEARTBEAT_RESP:
             pr.recent_active = True
+            pr.last_heard = self.ticks
             pr.msg_app_flow_paused = False
             if pr.match < self.raft_log.last_index():
                 self._send_append(m.frm)
-            if self.read_only_option != ReadOnlyOption.SAFE or not m.context:
+            if not m.context:   # (a lease read past its lease also makes rounds)
                 return
             acks = self.read_only.recv_ack(m.frm, m.context)
             if acks is None or vote_result(self.voters, acks) != VoteResult.WON:
@@ -622,6 +641,7 @@ class Raft:
 
     def _handle_append_response(self, m: Message, pr: Progress) -> None:
         pr.recent_active = True
+        pr.last_heard = self.ticks
         frm = m.frm
         if m.reject:
             self.logger.debug("{id} received APP rejection (hint {hint}, term {lterm}) from {frm} for index {index}",
@@ -713,7 +733,7 @@ class Raft:
 
     def _send_read_index_response(self, m: Message) -> None:
         committed = self.raft_log.committed
-        if self.read_only_option == ReadOnlyOption.SAFE:
+        if self.read_only_option == ReadOnlyOption.SAFE or not self._lease_valid():
             self.read_only.add_request(committed, m)
             self.read_only.recv_ack(self.id, m.context)
             self._bcast_heartbeat_with_ctx(m.context)

@@ -64,9 +64,12 @@ class Inflights:
         self.bytes = 0
 
 
+NEVER_HEARD = -(1 << 62)
+
+
 class Progress:
     __slots__ = ("match", "next", "state", "msg_app_flow_paused", "pending_snapshot",
-                 "recent_active", "inflights", "is_learner")
+                 "recent_active", "last_heard", "inflights", "is_learner")
 
     def __init__(self, next: int, match: int = 0, max_inflight: int = 256,
                  is_learner: bool = False, max_inflight_bytes: int = 0):
@@ -76,6 +79,7 @@ class Progress:
         self.msg_app_flow_paused = False
         self.pending_snapshot = 0
         self.recent_active = False
+        self.last_heard = NEVER_HEARD   # the leader's tick count when it last heard this peer
         self.inflights = Inflights(max_inflight, max_inflight_bytes)
         self.is_learner = is_learner
 

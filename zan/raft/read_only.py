@@ -19,7 +19,9 @@ class ReadOnlyOption(IntEnum):
     SAFE = 0
     """Confirm leadership with a heartbeat round per read batch."""
     LEASE_BASED = 1
-    """Trust the leader lease kept by CheckQuorum; relies on bounded clock drift."""
+    """Answer at once while the leader lease holds (a majority answered the leader within
+    half an election timeout, by its ticks; see `Raft._lease_valid`), else as SAFE;
+    relies on bounded clock drift and CheckQuorum."""
 
 
 @dataclass(frozen=True, slots=True)
