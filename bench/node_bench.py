@@ -27,28 +27,13 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+# Ports from below the ephemeral range: one the kernel picked could be taken by one of the
+# benchmark's own outgoing connections before the server meant for it listens.
+from tests.support.processes import free_port  # noqa: E402
 DEFAULT_TESTS = "set,get,incr,lpush,lpop,sadd,hset,zadd,lrange_100"
 BARE_TESTS = {"set", "get"}
-
-
-_next_port = 20000 + os.getpid() % 10000
-
-
-def free_port() -> int:
-    """A port free now, below Linux's ephemeral range (32768 and up): a port the kernel
-    picked could be handed to one of the benchmark's own outgoing connections before the
-    server that was meant to listen on it starts."""
-    global _next_port
-    for _ in range(10000):
-        port = _next_port
-        _next_port = 20000 + (_next_port - 20000 + 1) % 10000
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port between 20000 and 30000")
 
 
 def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> float:

@@ -48,6 +48,18 @@ def converge(c, pid, timeout=20.0):
     raise AssertionError(f"replicas differ: {checksums(c, pid)}")
 
 
+def resp_hops(node):
+    """The commands `node` sends on over RESP from now on (their names, in order)."""
+    hops = []
+    resp_forward = node.cluster._forward_to
+
+    def forward(node_id, argv):
+        hops.append(argv[4])
+        return resp_forward(node_id, argv)
+    node.cluster._forward_to = forward
+    return hops
+
+
 def test_any_node_answers_any_key(cluster):
     k = key_in(0)
     for node in (1, 2, 3):
@@ -64,10 +76,7 @@ def test_a_follower_sends_writes_to_the_leader_by_raft_and_reads_over_resp(clust
     k = key_in(0)
     follower = next(i for i in cluster.nodes if i != cluster.leader_node(0))
     node = cluster.nodes[follower]
-    hops = []
-    resp_forward = node.cluster._forward_to
-    node.cluster._forward_to = lambda node_id, argv: (
-        hops.append(argv[4]), resp_forward(node_id, argv))[1]
+    hops = resp_hops(node)
     assert cluster.call(follower, "set", k, "v") == b"OK"
     assert cluster.call(follower, "incr", k + "n") == 1
     assert cluster.call(follower, "incr", k + "n") == 2
@@ -90,11 +99,8 @@ def test_a_replica_removed_from_its_group_forwards_writes_over_resp(cluster):
         part.group_id, ConfChange(ConfChangeType.REMOVE_NODE, victim))
     cluster.run(1.0)
     assert d.called and cluster.nodes[victim].partition("default", 0).removed
-    hops = []
     node = cluster.nodes[victim]
-    resp_forward = node.cluster._forward_to
-    node.cluster._forward_to = lambda node_id, argv: (
-        hops.append(argv[4]), resp_forward(node_id, argv))[1]
+    hops = resp_hops(node)
     assert cluster.call(victim, "set", k, "after", settle=1.0) == b"OK"
     assert hops == [b"set"]
     assert cluster.call(leader, "get", k) == b"after"
@@ -132,16 +138,23 @@ def test_crashed_node_restarts_from_its_log(cluster):
     converge(cluster, 1)
 
 
+def lag_behind_the_compacted_log(c):
+    """Cut a follower of partition 0 off while its leader appends 120 entries (past
+    snap_count): (leader, lagging follower, the key written)."""
+    c.wait_leader(0)
+    leader = c.leader_node(0)
+    lagging = next(i for i in (1, 2, 3) if i != leader)
+    c.net.isolate(lagging, [1, 2, 3])
+    k = key_in(0)
+    for i in range(120):
+        assert c.call(leader, "rpush", k, str(i)) == i + 1
+    return leader, lagging, k
+
+
 def test_lagging_follower_catches_up_by_snapshot(tmp_path):
     c = InProcessCluster(tmp_path, snap_count=50, snap_catchup=5)
     try:
-        c.wait_leader(0)
-        leader = c.leader_node(0)
-        lagging = next(i for i in (1, 2, 3) if i != leader)
-        c.net.isolate(lagging, [1, 2, 3])
-        k = key_in(0)
-        for i in range(120):
-            assert c.call(leader, "rpush", k, str(i)) == i + 1
+        leader, lagging, k = lag_behind_the_compacted_log(c)
         gid = c.nodes[leader].partition("default", 0).group_id
         assert c.nodes[leader].wal.group(gid).first_index() > 10   # compacted
         c.net.heal()
@@ -158,19 +171,10 @@ def test_lagging_follower_catches_up_by_snapshot(tmp_path):
 def test_a_replica_fetching_a_snapshot_forwards_writes_over_resp(tmp_path):
     c = InProcessCluster(tmp_path, snap_count=50, snap_catchup=5)
     try:
-        c.wait_leader(0)
-        leader = c.leader_node(0)
-        lagging = next(i for i in (1, 2, 3) if i != leader)
-        c.net.isolate(lagging, [1, 2, 3])
-        k = key_in(0)
-        for i in range(120):
-            assert c.call(leader, "rpush", k, str(i)) == i + 1
+        leader, lagging, k = lag_behind_the_compacted_log(c)
         node = c.nodes[lagging]
         node.cluster._snapshot_source = lambda *a: Deferred()   # a stream still going on
-        hops = []
-        resp_forward = node.cluster._forward_to
-        node.cluster._forward_to = lambda node_id, argv: (
-            hops.append(argv[4]), resp_forward(node_id, argv))[1]
+        hops = resp_hops(node)
         c.net.heal()
         c.run(2.0)
         assert node.partition("default", 0).fetching_snapshot

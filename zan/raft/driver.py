@@ -413,14 +413,15 @@ class RaftDriver:
     def _unique_forwards(self, g: _Group, batch: list[_Pending]) -> list[_Pending]:
         """The proposals of `batch` whose data no other forwarded proposal has: a follower
         knows its entries by their data, so a second one would never be answered."""
-        datas = set(g.forwarded)
+        forwarded = g.forwarded
+        seen: set[bytes] = set()
         unique = []
         for p in batch:
-            if p.data in datas:
+            if p.data in forwarded or p.data in seen:
                 self._settle(p, ProposalDropped(
                     "ERR_CLUSTER_CHANGED: raft proposal dropped: the same data is pending"))
             else:
-                datas.add(p.data)
+                seen.add(p.data)
                 unique.append(p)
         return unique
 
@@ -475,12 +476,8 @@ class RaftDriver:
     def _apply(self, g: _Group, rd: Ready) -> None:
         rn = g.rn
         if rd.snapshot is not None:
-            if g.forwarded:
-                # Whether the snapshot covers them is not knowable from here.
-                forwarded = list(g.forwarded.values())
-                g.forwarded = {}
-                for p in forwarded:
-                    self._settle(p, LeaderChanged())
+            # Whether the snapshot covers them is not knowable from here.
+            self._fail_forwarded(g, lambda p: True)
             if g.restore is not None:
                 g.restore(rd.snapshot)
             g.conf_state = rd.snapshot.metadata.conf_state
@@ -542,6 +539,10 @@ class RaftDriver:
         """Fail the proposals sent to a leader that is no longer: it may have lost them
         or passed them on, nobody here can tell."""
         r = g.rn.raft
-        gone = [data for data, p in g.forwarded.items() if p.term != r.term or p.lead != r.lead]
+        self._fail_forwarded(g, lambda p: p.term != r.term or p.lead != r.lead)
+
+    def _fail_forwarded(self, g: _Group, which: Callable[[_Pending], bool]) -> None:
+        """Fail the forwarded proposals `which` selects as of unknown outcome."""
+        gone = [data for data, p in g.forwarded.items() if which(p)]
         for data in gone:
             self._settle(g.forwarded.pop(data), LeaderChanged())
