@@ -26,6 +26,11 @@ def segment_files(path):
     return sorted(n for n in os.listdir(path) if n.endswith(".wal"))
 
 
+def records_end(path):
+    """Where the records of a segment file end (the rest is preallocated zeros)."""
+    return _record_offsets(path)[-1]
+
+
 @pytest.fixture
 def no_fsync(monkeypatch):
     # A crash is simulated by cutting files, so real flushes only cost time here.
@@ -74,7 +79,7 @@ def _build(path):
             g.set_hard_state(hs)
             model[gid]["hs"] = hs
         store.sync()
-        history.append((os.path.getsize(os.path.join(path, last)), snapshot_model()))
+        history.append((records_end(os.path.join(path, last)), snapshot_model()))
     store.close()
     return history, last
 
@@ -111,10 +116,15 @@ def _cut_points(history, size, sample, rng):
     return sorted(points)
 
 
+def _cut_range(path):
+    # Cuts inside the records, and a few into the preallocated zeros after them.
+    return min(records_end(path) + 2 * HEADER_SIZE, os.path.getsize(path))
+
+
 def test_cut_at_sampled_offsets_recovers_synced_entries(tmp_path, no_fsync):
     src = str(tmp_path / "src")
     history, last = _build(src)
-    size = os.path.getsize(os.path.join(src, last))
+    size = _cut_range(os.path.join(src, last))
     for cut in _cut_points(history, size, 120, random.Random(1)):
         _check_recovery(src, str(tmp_path / "work"), last, cut, history)
 
@@ -123,19 +133,21 @@ def test_cut_at_sampled_offsets_recovers_synced_entries(tmp_path, no_fsync):
 def test_cut_at_every_offset_recovers_synced_entries(tmp_path, no_fsync):
     src = str(tmp_path / "src")
     history, last = _build(src)
-    size = os.path.getsize(os.path.join(src, last))
+    size = _cut_range(os.path.join(src, last))
     for cut in range(size + 1):
         _check_recovery(src, str(tmp_path / "work"), last, cut, history)
 
 
-def _record_offsets(path, seq):
+def _record_offsets(path):
+    """The offset of every record of a segment file, then where the last one ends."""
+    seq = int(os.path.basename(path).split(".")[0], 16)
     with open(path, "rb") as f:
         data = f.read()
     offsets, at = [], 0
-    while at < len(data):
+    while (parsed := parse(data, seq, at)) is not None:
         offsets.append(at)
-        at = parse(data, seq, at)[2]
-    return offsets
+        at = parsed[2]
+    return offsets + [at]
 
 
 def _flip(path, offset):
@@ -150,9 +162,8 @@ def test_flipped_byte_before_a_later_sync_is_reported(tmp_path, no_fsync):
     src = str(tmp_path / "src")
     history, last = _build(src)
     path = os.path.join(src, last)
-    seq = int(last.split(".")[0], 16)
     second_sync_end = history[2][0]
-    victims = [o for o in _record_offsets(path, seq) if o < second_sync_end]
+    victims = [o for o in _record_offsets(path) if o < second_sync_end]
     for victim in victims[1:]:
         for delta in (0, 5, HEADER_SIZE + 1):
             work = str(tmp_path / "work")
@@ -195,3 +206,48 @@ def test_torn_tail_is_logged_and_truncated(tmp_path, no_fsync):
         assert g.initial_state()[0] == hs
     store.close()
     WalLogStore(src, segment_size=SEGMENT_SIZE).close()   # the truncated file reads clean
+
+
+def _warnings_while(action):
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        result = action()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    return result, [e for e in events if e.get("log_level") is not None
+                    and e["log_level"].name in ("warn", "error", "critical")]
+
+
+def test_new_segments_are_preallocated_and_sealed_ones_trimmed(tmp_path, no_fsync):
+    path = str(tmp_path / "wal")
+    store = WalLogStore(path, segment_size=SEGMENT_SIZE)
+    g = store.group(1)
+    while len(segment_files(path)) < 3:
+        g.append([Entry(1, i, data=bytes(4000)) for i in range(g.last_index() + 1, g.last_index() + 21)])
+        store.sync()
+    *sealed, active = [os.path.join(path, n) for n in segment_files(path)]
+    for seg in sealed:
+        assert os.path.getsize(seg) == records_end(seg)
+    assert os.path.getsize(active) == SEGMENT_SIZE > records_end(active)
+    store.close()
+
+
+def test_the_preallocated_tail_is_trimmed_without_a_warning(tmp_path, no_fsync):
+    src = str(tmp_path / "src")
+    history, last = _build(src)
+    path = os.path.join(src, last)
+    assert os.path.getsize(path) == SEGMENT_SIZE > records_end(path)
+    store, warnings = _warnings_while(lambda: WalLogStore(src, segment_size=SEGMENT_SIZE))
+    assert warnings == []
+    *older, newest = [os.path.join(src, n) for n in segment_files(src)]
+    assert newest != path
+    for seg in older:                        # trimmed (or deleted, if nothing pins it)
+        assert os.path.getsize(seg) == records_end(seg)
+    final = history[-1][1]
+    for gid, (want, hs) in final.items():
+        g = store.group(gid)
+        assert g.entries(g.first_index(), g.last_index() + 1) == [want[i] for i in sorted(want)]
+    store.close()
+    _, warnings = _warnings_while(lambda: WalLogStore(src, segment_size=SEGMENT_SIZE).close())
+    assert warnings == []
