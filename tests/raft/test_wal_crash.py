@@ -3,6 +3,7 @@ later sync vouches for is reported, never skipped."""
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import shutil
@@ -251,3 +252,21 @@ def test_the_preallocated_tail_is_trimmed_without_a_warning(tmp_path, no_fsync):
     store.close()
     _, warnings = _warnings_while(lambda: WalLogStore(src, segment_size=SEGMENT_SIZE).close())
     assert warnings == []
+
+
+def test_a_log_that_cannot_be_preallocated_still_works(tmp_path, no_fsync, monkeypatch):
+    def refuse(fd, offset, length):
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", refuse)
+    path = str(tmp_path / "wal")
+    store, warnings = _warnings_while(lambda: WalLogStore(path, segment_size=SEGMENT_SIZE))
+    assert any("cannot preallocate" in e["log_format"] for e in warnings)
+    store.group(1).append(ents(1, 4, 1, 1))
+    store.sync()
+    store.close()
+    (last,) = segment_files(path)
+    assert os.path.getsize(os.path.join(path, last)) == records_end(os.path.join(path, last))
+    store = WalLogStore(path, segment_size=SEGMENT_SIZE)
+    assert store.group(1).entries(1, 4) == ents(1, 4, 1, 1)
+    store.close()
