@@ -57,20 +57,25 @@ def test_one_fsync_per_sync_for_all_groups(wal_dir, fsyncs):
     store.close()
 
 
+def segment_contents(wal_dir):
+    out = []
+    for name in segments(wal_dir):
+        with open(os.path.join(wal_dir, name), "rb") as f:
+            out.append(f.read())
+    return out
+
+
 def test_sync_with_nothing_buffered_writes_nothing(wal_dir, fsyncs):
     store = WalLogStore(wal_dir)
     store.group(1).append(ents(1, 3))
     store.sync()
-    def contents():
-        return [open(os.path.join(wal_dir, n), "rb").read() for n in segments(wal_dir)]
-
-    before = contents()
+    before = segment_contents(wal_dir)
     fsyncs.clear()
     store.sync()
     store.group(1).set_hard_state(HardState())        # unchanged: no record
     store.sync()
     assert fsyncs == []
-    assert contents() == before
+    assert segment_contents(wal_dir) == before
     store.close()
 
 
