@@ -8,7 +8,7 @@ from zan.errors import ZanError
 from zan.node.namespaces import partition_of
 from zan.raft.types import ConfChange, ConfChangeType
 from tests.support.inprocess import InProcessCluster
-from zan.node.http_api import data_checksum
+from zan.node.http_api import NodeHTTPAPI, data_checksum
 
 
 @pytest.fixture
@@ -177,7 +177,9 @@ def test_a_replica_fetching_a_snapshot_forwards_writes_over_resp(tmp_path):
         hops = resp_hops(node)
         c.net.heal()
         c.run(2.0)
-        assert node.partition("default", 0).fetching_snapshot
+        part = node.partition("default", 0)
+        assert part.fetching_snapshot
+        assert not NodeHTTPAPI(node)._synced(node.cluster, part)   # /cluster/israftsynced
         assert c.call(lagging, "rpush", k, "during", settle=1.0) == 121
         assert hops == [b"rpush"]
     finally:

@@ -78,7 +78,6 @@ class ReplicaHost:
                                  rand=node.rng, batch_delay=config.commit_batch_us / 1e6,
                                  forward_proposals=config.allow_forwarding)
         self.by_group: dict[int, RaftPartition] = {}
-        self._fetching: set[int] = set()
         self._snapshot_timers: dict[tuple[int, int], object] = {}
         self._pools: dict[int, RespClientPool] = {}
         self._http = None
@@ -138,7 +137,6 @@ class ReplicaHost:
         (the directory is renamed first, so a crash midway leaves nothing half-deleted
         under the partition's name)."""
         partition = self.by_group.pop(gid, None)
-        self._fetching.discard(gid)
         self.driver.remove_group(gid, destroy=destroy)
         if partition is None:
             return
@@ -194,17 +192,20 @@ class ReplicaHost:
 
     def _on_messages(self, batch) -> None:
         step = self.driver.step
+        by_group = self.by_group
         for gid, m in batch:
-            if gid in self._fetching:
+            partition = by_group.get(gid)
+            if partition is None:
+                continue
+            if partition.fetching_snapshot:
                 # Receiving a snapshot: appends cannot apply yet, and the leader will
                 # send them again once we answer.  Heartbeats keep us a follower.
                 if m.type in (MessageType.APP, MessageType.SNAP):
                     continue
             elif m.type == MessageType.SNAP:
-                self._fetch_snapshot(gid, m)
+                self._fetch_snapshot(partition, m)
                 continue
-            if gid in self.by_group:
-                step(gid, m)
+            step(gid, m)
 
     # -- snapshots -----------------------------------------------------------------------
 
@@ -230,11 +231,10 @@ class ReplicaHost:
             timer.cancel()
         self.driver.report_snapshot(gid, replica, ok)
 
-    def _fetch_snapshot(self, gid: int, message) -> None:
-        partition = self.by_group.get(gid)
-        if partition is None or self.node_of(gid, message.frm) is None:
+    def _fetch_snapshot(self, partition: RaftPartition, message) -> None:
+        gid = partition.group_id
+        if self.node_of(gid, message.frm) is None:
             return
-        self._fetching.add(gid)
         partition.fetching_snapshot = True
         receiver = SnapshotReceiver(partition.state_machine.engine.path)
         self._log.info("{partition}: fetching snapshot {index} from node {leader}",
@@ -243,14 +243,12 @@ class ReplicaHost:
 
         def done(_):
             receiver.finish()
-            self._fetching.discard(gid)
             partition.fetching_snapshot = False
             if receiver.applied_index < message.snapshot.metadata.index:
                 raise StorageError("the leader's database is behind its snapshot")
             self.driver.step(gid, message)
 
         def failed(failure):
-            self._fetching.discard(gid)
             partition.fetching_snapshot = False
             receiver.abort()
             self._log.failure("{partition}: snapshot fetch failed", failure,
