@@ -6,9 +6,10 @@ One command, one interleaved run:
 
 For each test and pipeline depth (-P 1, -P 16) it runs `redis-benchmark -c 50 -n N -r 100000`
 against the Zan node (durable: every write fsynced through group commit), the bare server
-of bench/bare_server.py (GET/SET on a dict: what Twisted and Python cost with no storage)
-and redis-server (no persistence), rotating the order each round; it prints the median
-requests/s of each and the ratios.  Then it loads --keys keys into a fresh node and prints
+of bench/bare_server.py (GET/SET on a dict: what Twisted and Python cost with no storage),
+the floor server of bench/floor_server.py (GET/SET made durable and stored as Zan does,
+and nothing more: what no design on this stack avoids) and redis-server (no persistence),
+rotating the order each round; it prints the median requests/s of each and the ratios.  Then it loads --keys keys into a fresh node and prints
 its RSS and the time a restart takes until it answers again.
 """
 
@@ -33,7 +34,7 @@ sys.path.insert(0, ROOT)
 # benchmark's own outgoing connections before the server meant for it listens.
 from tests.support.processes import free_port  # noqa: E402
 DEFAULT_TESTS = "set,get,incr,lpush,lpop,sadd,hset,zadd,lrange_100"
-BARE_TESTS = {"set", "get"}
+BARE_TESTS = {"set", "get"}  # all the bare and floor servers know
 
 
 def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> float:
@@ -123,6 +124,14 @@ def load_keys(port: int, count: int) -> float:
     return time.monotonic() - start
 
 
+def _figure(value: float | None) -> str:
+    return f"{value:.0f}" if value else "-"
+
+
+def _ratio(value: float | None, reference: float | None) -> str:
+    return f"{value / reference:.2f}" if value and reference else "-"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("-n", type=int, default=100000)
@@ -135,11 +144,14 @@ def main() -> None:
             sys.exit(f"{tool} is not installed (apt-get install redis-server redis-tools)")
 
     tmp = tempfile.mkdtemp(prefix="zan-bench-")
-    ports = {name: free_port() for name in ("zan", "bare", "redis")}
+    ports = {name: free_port() for name in ("zan", "bare", "floor", "redis")}
     servers = [
         zan_server(os.path.join(tmp, "zan"), ports["zan"], free_port()),
         Server("bare", [sys.executable, os.path.join(ROOT, "bench", "bare_server.py"),
                         "--port", str(ports["bare"])], ports["bare"]),
+        Server("floor", [sys.executable, os.path.join(ROOT, "bench", "floor_server.py"),
+                         "--port", str(ports["floor"]), "--dir", os.path.join(tmp, "floor")],
+               ports["floor"]),
         Server("redis", ["redis-server", "--port", str(ports["redis"]), "--bind", "127.0.0.1",
                          "--save", "", "--appendonly", "no", "--dir", tmp], ports["redis"]),
     ]
@@ -152,26 +164,30 @@ def main() -> None:
         for rnd in range(args.rounds):
             for pipeline in (1, 16):
                 for test in tests:
-                    order = servers[rnd % 3:] + servers[:rnd % 3]
+                    order = servers[rnd % len(servers):] + servers[:rnd % len(servers)]
                     for s in order:
-                        if s.name == "bare" and test not in BARE_TESTS:
+                        if s.name in ("bare", "floor") and test not in BARE_TESTS:
                             continue
                         rps = redis_benchmark(s.port, test, pipeline, args.n)
                         results.setdefault((test, s.name, pipeline), []).append(rps)
                         print(f"  round {rnd + 1} -P {pipeline:<2} {test:<11} {s.name:<5} {rps:>10.0f}/s",
                               file=sys.stderr, flush=True)
         print(f"\nredis-benchmark -c 50 -n {args.n} -r 100000, median of {args.rounds} round(s)\n")
-        print(f"{'test':<11} {'-P':>3} {'zan':>10} {'bare':>10} {'redis':>10} {'zan/bare':>9} {'zan/redis':>10}")
+        print(f"{'test':<11} {'-P':>3} {'zan':>10} {'bare':>10} {'floor':>10} {'redis':>10} "
+              f"{'zan/bare':>9} {'floor/bare':>11} {'zan/redis':>10}")
         for pipeline in (1, 16):
             for test in tests:
                 med = {name: statistics.median(results[(test, name, pipeline)])
-                       for name in ("zan", "bare", "redis") if (test, name, pipeline) in results}
-                bare = med.get("bare")
+                       for name in ("zan", "bare", "floor", "redis")
+                       if (test, name, pipeline) in results}
+                bare, floor = med.get("bare"), med.get("floor")
                 print(f"{test:<11} {pipeline:>3} {med['zan']:>10.0f} "
-                      f"{(f'{bare:.0f}' if bare else '-'):>10} {med['redis']:>10.0f} "
-                      f"{(format(med['zan'] / bare, '.2f') if bare else '-'):>9} "
+                      f"{_figure(bare):>10} {_figure(floor):>10} {med['redis']:>10.0f} "
+                      f"{_ratio(med['zan'], bare):>9} {_ratio(floor, bare):>11} "
                       f"{med['zan'] / med['redis']:>10.2f}")
         print("\ntargets: GET >= 0.9x bare and SET >= 0.6x bare at -P 1; GET >= 0.6x, SET >= 0.4x at -P 16")
+        print("floor: durable SET and GET with nothing else (bench/floor_server.py); floor/bare "
+              "bounds zan/bare on this stack")
     finally:
         for s in servers:
             s.stop()

@@ -1,0 +1,56 @@
+"""bench/node_bench.py end to end on tiny parameters: every server it compares starts and
+answers, and the table carries a figure and a ratio for each of them.  The floor server
+also keeps what it acknowledged across a restart."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import redis
+
+from tests.support.processes import free_port
+from bench.node_bench import ROOT, Server
+
+pytestmark = [pytest.mark.integration]
+
+
+def test_the_benchmark_prints_every_server_and_ratio():
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "node_bench.py"), "-n", "2000",
+         "--tests", "set,get", "--keys", "2000"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for test in ("set", "get"):
+        for pipeline in (1, 16):
+            # test, -P, zan, bare, floor, redis, zan/bare, floor/bare, zan/redis
+            row = rf"^{test}\s+{pipeline}\s+\d+\s+\d+\s+\d+\s+\d+\s+\d\.\d\d\s+\d\.\d\d\s+\d\.\d\d$"
+            assert re.search(row, out.stdout, re.M), out.stdout
+    assert re.search(r"2000 keys loaded .* DBSIZE after restart 2000$", out.stdout, re.M), out.stdout
+
+
+def test_the_floor_server_keeps_acknowledged_writes(tmp_path):
+    port = free_port()
+    floor = Server("floor", [sys.executable, os.path.join(ROOT, "bench", "floor_server.py"),
+                             "--port", str(port), "--dir", str(tmp_path)], port)
+    floor.start()
+    try:
+        client = redis.Redis(port=port, protocol=2)
+        with client.pipeline(transaction=False) as pipe:
+            for i in range(100):
+                pipe.set(b"k%d" % i, b"v%d" % i)
+            assert pipe.execute() == [True] * 100
+        assert client.get(b"k7") == b"v7" and client.get(b"absent") is None
+        client.close()
+    finally:
+        floor.stop()
+    floor.start()
+    try:
+        client = redis.Redis(port=port, protocol=2)
+        assert [client.get(b"k%d" % i) for i in range(100)] == [b"v%d" % i for i in range(100)]
+        client.close()
+    finally:
+        floor.stop()
