@@ -120,7 +120,7 @@ class _Node:
 
 class InProcessCluster:
     def __init__(self, tmp_path, n=3, partition_num=2, replicator=3, snap_count=1000,
-                 snap_catchup=10, seed=0):
+                 snap_catchup=10, seed=0, settings=None):
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         self.net = MemoryNetwork(self.clock, random.Random(seed))
@@ -136,7 +136,7 @@ class InProcessCluster:
                 "election_tick": 10, "proposal_timeout_ms": 4000,
                 "namespaces": [{"name": "default", "partition_num": partition_num,
                                 "replicator": replicator, "snap_count": snap_count,
-                                "snap_catchup": snap_catchup}]})
+                                "snap_catchup": snap_catchup}], **(settings or {})})
             for i in range(1, n + 1)}
         self.nodes: dict[int, _Node] = {}
         for i in range(1, n + 1):

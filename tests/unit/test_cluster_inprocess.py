@@ -152,9 +152,11 @@ def lag_behind_the_compacted_log(c):
 
 
 def test_lagging_follower_catches_up_by_snapshot(tmp_path):
-    c = InProcessCluster(tmp_path, snap_count=50, snap_catchup=5)
+    c = InProcessCluster(tmp_path, snap_count=50, snap_catchup=5, settings={"row_cache_mb": 1})
     try:
         leader, lagging, k = lag_behind_the_compacted_log(c)
+        engine = c.nodes[lagging].partition("default", 0).state_machine.engine
+        assert engine.row_cache_bytes == 1 << 20
         gid = c.nodes[leader].partition("default", 0).group_id
         assert c.nodes[leader].wal.group(gid).first_index() > 10   # compacted
         c.net.heal()
@@ -162,6 +164,9 @@ def test_lagging_follower_catches_up_by_snapshot(tmp_path):
         assert c.call(lagging, "llen", k) == 120
         # It got there through a snapshot: its log starts after one.
         assert c.nodes[lagging].wal.group(gid).snapshot().metadata.index > 0
+        # The received database was opened as the replaced one was.
+        restored = c.nodes[lagging].partition("default", 0).state_machine.engine
+        assert restored is not engine and restored.row_cache_bytes == 1 << 20
         sums = converge(c, 0)
         assert len(set(sums.values())) == 1
     finally:

@@ -25,6 +25,8 @@ def test_defaults_are_a_standalone_node_with_compat_namespace():
     ({"namespaces": [{"name": "a", "expiration_policy": "x"}]}, "namespaces[0].expiration_policy"),
     ({"default_namespace": "missing"}, "default_namespace"),
     ({"etcd_node_ttl": 0}, "etcd_node_ttl"),
+    ({"row_cache_mb": -1}, "row_cache_mb"),
+    ({"row_cache_mb": "4M"}, "row_cache_mb"),
     ({"coordinator_interval_ms": 0}, "coordinator_interval_ms"),
     ({"leader_change_wait_ms": -1}, "leader_change_wait_ms"),
     ({"leader_transfer_lag": -1}, "leader_transfer_lag"),
@@ -79,3 +81,19 @@ def test_every_key_has_a_documented_default():
         if f.name not in ("namespaces", "cluster_nodes", "tags"):
             assert example[f.name] == getattr(defaults, f.name), f.name
     assert build_config(example) == defaults
+
+
+@pytest.mark.parametrize("row_cache_mb", [0, 1])
+def test_the_row_cache_setting_reaches_every_partition(tmp_path, row_cache_mb):
+    from twisted.internet.task import Clock
+
+    from zan.node.service import NodeService
+    node = NodeService(load_config(None, {"data_dir": str(tmp_path),
+                                          "row_cache_mb": row_cache_mb}), Clock())
+    node.open_storage()
+    try:
+        engines = [p.state_machine.engine for p in node.partitions()]
+        assert len(engines) == 8
+        assert {e.row_cache_bytes for e in engines} == {row_cache_mb << 20}
+    finally:
+        node.close_storage()

@@ -115,7 +115,7 @@ class ReplicaHost:
         path = os.path.join(self.config.data_dir, name)
         recover_snapshot_swap(path)
         log = self.log_store.group(gid)
-        sm = PartitionStateMachine(LevelDBEngine(path), options, name=name)
+        sm = PartitionStateMachine(self._engine(path), options, name=name)
         if sm.applied_index < log.snapshot().metadata.index:
             sm = self._install_received_snapshot(sm, path, options, name, log)
         partition = RaftPartition(
@@ -164,7 +164,10 @@ class ReplicaHost:
         os.rename(incoming, path)
         os.remove(os.path.join(path, COMPLETE_MARKER))
         recover_snapshot_swap(path)
-        return PartitionStateMachine(LevelDBEngine(path), options, name=name)
+        return PartitionStateMachine(self._engine(path), options, name=name)
+
+    def _engine(self, path: str) -> LevelDBEngine:
+        return LevelDBEngine(path, row_cache_bytes=self.config.row_cache_mb << 20)
 
     def stop(self) -> Deferred:
         self.stopped = True

@@ -89,6 +89,7 @@ class NodeConfig:
     # -- storage --
     data_dir: str = "./zan-data"
     log_dir: str = ""
+    row_cache_mb: int = 4                     # Zan: per partition, recent point reads (0: off)
     # -- raft --
     tick_ms: int = 200
     election_tick: int = 30
@@ -250,6 +251,8 @@ def _validate(c: NodeConfig) -> None:
             raise ConfigError(f"{key}: must be positive, got {getattr(c, key)}")
     if c.commit_batch_us < 0 or c.commit_batch_us > 100_000:
         raise ConfigError(f"commit_batch_us: must be 0..100000, got {c.commit_batch_us}")
+    if not 0 <= c.row_cache_mb <= 4096:
+        raise ConfigError(f"row_cache_mb: must be 0..4096, got {c.row_cache_mb}")
     if c.idle_timeout_s < 0 or c.expire_grace_ms < 0:
         raise ConfigError("idle_timeout_s/expire_grace_ms: must not be negative")
     if not c.data_dir:

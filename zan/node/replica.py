@@ -24,7 +24,6 @@ from twisted.logger import Logger
 from zan.errors import NoLeader, NotLeader, Stopping
 from zan.raft.codec import decode_conf_change
 from zan.raft.types import ConfChangeType, Entry, EntryType, Snapshot
-from zan.store.engine import LevelDBEngine
 from zan.store.statemachine import PartitionStateMachine
 
 __all__ = ["RaftPartition", "SNAPSHOT_SUFFIX", "recover_snapshot_swap"]
@@ -203,7 +202,7 @@ class RaftPartition:
         os.rename(incoming, path)
         shutil.rmtree(path + _OLD_SUFFIX)
         os.remove(os.path.join(path, COMPLETE_MARKER))
-        self.state_machine = PartitionStateMachine(LevelDBEngine(path), self._options,
+        self.state_machine = PartitionStateMachine(engine.reopened(), self._options,
                                                    name=self.name)
         self._log.info("{partition}: installed snapshot {index}, database at {applied}",
                        partition=self.name, index=snapshot.metadata.index,

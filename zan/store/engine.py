@@ -53,6 +53,9 @@ class LevelDBEngine:
     def __init__(self, path: str, *, block_cache_bytes: int = 8 << 20,
                  write_buffer_bytes: int = 4 << 20, row_cache_bytes: int = 4 << 20):
         self.path = path
+        self._settings = dict(block_cache_bytes=block_cache_bytes,
+                              write_buffer_bytes=write_buffer_bytes,
+                              row_cache_bytes=row_cache_bytes)
         os.makedirs(path, exist_ok=True)
         try:
             self._db = plyvel.DB(
@@ -158,6 +161,15 @@ class LevelDBEngine:
 
     def approximate_size(self, start: bytes = b"", stop: bytes = b"\xff" * 8) -> int:
         return self._db.approximate_size(start, stop)
+
+    @property
+    def row_cache_bytes(self) -> int:
+        return self._settings["row_cache_bytes"]
+
+    def reopened(self) -> "LevelDBEngine":
+        """A new engine on the same path, with the same settings (after the database
+        there was replaced); this one must be closed."""
+        return LevelDBEngine(self.path, **self._settings)
 
     def close(self) -> None:
         self._young = {}
