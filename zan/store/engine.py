@@ -9,7 +9,7 @@ Point reads go through a row cache (as RocksDB's ``row_cache``): the records rea
 recently, absent ones included, kept up to date by `write`.  Nearly every command reads
 its key's meta record first, a SET included (the old record decides the key count and
 the TTL), and LevelDB answers that from a memtable skip list or an SSTable block at a
-few microseconds per lookup, most of it cache misses; a dict answers in a tenth of that.
+few microseconds per lookup, most of it cache misses; the dict takes a few tenths of one.
 """
 
 from __future__ import annotations
