@@ -1,4 +1,4 @@
-"""Standalone node throughput against a bare Twisted RESP server and redis-server.
+"""Standalone node throughput against a bare and a floor Twisted RESP server and redis-server.
 
 One command, one interleaved run:
 
@@ -9,8 +9,9 @@ against the Zan node (durable: every write fsynced through group commit), the ba
 of bench/bare_server.py (GET/SET on a dict: what Twisted and Python cost with no storage),
 the floor server of bench/floor_server.py (GET/SET made durable and stored as Zan does,
 and nothing more: what no design on this stack avoids) and redis-server (no persistence),
-rotating the order each round; it prints the median requests/s of each and the ratios.  Then it loads --keys keys into a fresh node and prints
-its RSS and the time a restart takes until it answers again.
+rotating the order each round; it prints the median requests/s of each and the ratios.
+Then it loads --keys keys into a fresh node and prints its RSS and the time a restart
+takes until it answers again.
 """
 
 from __future__ import annotations
