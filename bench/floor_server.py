@@ -13,8 +13,9 @@ the write is durable and stored the way Zan stores it, and nothing else:
 
 No command table, no key or size checks, no TTL, no metrics, no error handling worth the
 name, no replay of the log after a crash (it pays for durability, it does not use it), and
-a GET does not see the SETs of its own reactor turn: whatever Zan costs beyond this floor is its own; what this floor costs beyond the
-bare server, no design in Python on this stack avoids.  Deliberately self-contained.
+a GET does not see the SETs of its own reactor turn.  Whatever Zan costs beyond this floor
+is its own; what this floor costs beyond the bare server, no design in Python on this
+stack avoids.  Deliberately self-contained.
 
     python bench/floor_server.py --port 6391 --dir /tmp/floor
 """
