@@ -13,7 +13,6 @@ import hiredis
 import random
 
 from zan.commands.cursors import SCAN_CURSOR_ARG, CursorRegistry
-from zan.commands.registry import REGISTRY
 from zan.commands.table import Route, check_arity, lookup_command
 from zan.errors import ZanError
 from zan.resp.types import NULL_ARRAY, SimpleString
@@ -21,7 +20,23 @@ from zan.store.engine import LevelDBEngine
 from zan.store.keyspace import DEFAULT_OPTIONS
 from zan.store.statemachine import PartitionStateMachine, encode_command_entry
 
-__all__ = ["PartitionHarness", "normalize", "Err", "scan_to_end"]
+__all__ = ["PartitionHarness", "normalize", "Err", "scan_to_end", "CountingGets"]
+
+
+class CountingGets:
+    """A read source (an engine, a plyvel DB) that counts the point reads passing through
+    it; everything else goes straight to the source."""
+
+    def __init__(self, source):
+        self._source = source
+        self.gets = 0
+
+    def get(self, key):
+        self.gets += 1
+        return self._source.get(key)
+
+    def __getattr__(self, name):
+        return getattr(self._source, name)
 
 
 class Err(str):

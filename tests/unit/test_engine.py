@@ -1,6 +1,7 @@
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from zan.store.engine import LevelDBEngine
+from tests.support.harness import CountingGets
+from zan.store.engine import LevelDBEngine, cached_size
 
 
 def test_reverse_range_includes_a_lone_start_key(tmp_path):
@@ -23,23 +24,9 @@ def test_write_batch_puts_and_deletes(tmp_path):
 
 # -- the row cache ------------------------------------------------------------------------
 
-class _CountingDB:
-    """The engine's plyvel DB, counting the point reads that reach LevelDB."""
-
-    def __init__(self, db):
-        self._db = db
-        self.gets = 0
-
-    def get(self, key):
-        self.gets += 1
-        return self._db.get(key)
-
-    def __getattr__(self, name):
-        return getattr(self._db, name)
-
-
 def _counting(engine):
-    engine._db = counting = _CountingDB(engine._db)
+    """Count the point reads that reach the engine's LevelDB."""
+    engine._db = counting = CountingGets(engine._db)
     return counting
 
 
@@ -73,7 +60,7 @@ def test_the_row_cache_stays_within_its_budget(tmp_path):
         assert e.get(b"k%05d" % i) == b"v" * 10
     cached = {**e._old, **e._young}
     assert 0 < len(cached) < 5000
-    assert sum(120 + len(k) + len(v) for k, v in cached.items()) <= 64 << 10
+    assert sum(cached_size(k, v) for k, v in cached.items()) <= 64 << 10
     # What fell out of the cache is read from LevelDB again, still right.
     assert e.get(b"k00000") == b"v" * 10
     e.close()

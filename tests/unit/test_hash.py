@@ -5,7 +5,7 @@ from __future__ import annotations
 from zan.store import codec
 from zan.store.keyspace import Txn, lookup
 
-from tests.support.harness import Err, PartitionHarness
+from tests.support.harness import CountingGets, Err, PartitionHarness
 
 
 def test_hset_counts_new_fields_and_keeps_meta_count(part):
@@ -138,24 +138,11 @@ def test_expired_hash_is_gone_and_recreated_empty(part):
     assert part.ncall("hgetall", "h") == [b"b", b"2"]
 
 
-class _CountingSource:
-    def __init__(self, engine):
-        self.engine = engine
-        self.gets = 0
-
-    def get(self, key):
-        self.gets += 1
-        return self.engine.get(key)
-
-    def iterator(self, *a, **kw):
-        return self.engine.iterator(*a, **kw)
-
-
 def test_single_field_commands_cost_two_reads(part):
     """HSET of an existing hash and HGET read the meta record and the field, nothing else."""
     from zan.commands.registry import REGISTRY
     part.call("hset", "h", "a", "1")
-    src = _CountingSource(part.engine)
+    src = CountingGets(part.engine)
     txn = Txn(src, now_ms=part.now_ms, index=part.index + 1, writable=True)
     assert REGISTRY["hset"].handler(txn, [b"h", b"b", b"2"]) == 1
     assert src.gets == 2

@@ -167,7 +167,7 @@ class ReplicaHost:
         return PartitionStateMachine(self._engine(path), options, name=name)
 
     def _engine(self, path: str) -> LevelDBEngine:
-        return LevelDBEngine(path, row_cache_bytes=self.config.row_cache_mb << 20)
+        return LevelDBEngine(path, row_cache_bytes=self.config.row_cache_bytes)
 
     def stop(self) -> Deferred:
         self.stopped = True

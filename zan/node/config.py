@@ -142,6 +142,10 @@ class NodeConfig:
         return None
 
     @property
+    def row_cache_bytes(self) -> int:
+        return self.row_cache_mb << 20
+
+    @property
     def standalone(self) -> bool:
         return not self.etcd_cluster_addresses
 

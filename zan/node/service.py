@@ -144,7 +144,7 @@ class NodeService(service.MultiService):
             for pid in range(ns.partition_num):
                 name = f"{ns.name}-{pid}"
                 engine = LevelDBEngine(os.path.join(config.data_dir, name),
-                                       row_cache_bytes=config.row_cache_mb << 20)
+                                       row_cache_bytes=config.row_cache_bytes)
                 sm = PartitionStateMachine(engine, options, name=name)
                 group_log = self.log_store.group(group_id_of(ns.name, pid))
                 self._partitions[(ns.name, pid)] = LocalPartition(

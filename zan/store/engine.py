@@ -42,6 +42,11 @@ _MISSING = object()
 _ENTRY_OVERHEAD = 120
 
 
+def cached_size(key: bytes, value: bytes | None) -> int:
+    """What a record is counted for against the row cache's budget."""
+    return _ENTRY_OVERHEAD + len(key) + (len(value) if value is not None else 0)
+
+
 class LevelDBEngine:
     """`get` answers from the row cache, which holds at most about `row_cache_bytes` in
     two generations: records are read into the young one; when it is full it becomes the
@@ -87,7 +92,7 @@ class LevelDBEngine:
 
     def _remember(self, key: bytes, value: bytes | None) -> None:
         """Put a record the young generation does not hold into it."""
-        size = _ENTRY_OVERHEAD + len(key) + (len(value) if value is not None else 0)
+        size = cached_size(key, value)
         if size > self._max_entry_bytes:
             return
         if self._young_bytes + size > self._generation_bytes:
@@ -103,9 +108,7 @@ class LevelDBEngine:
         old = self._old
         for key, value in changes.items():
             if key in young:
-                previous = young.pop(key)
-                self._young_bytes -= _ENTRY_OVERHEAD + len(key) + (
-                    len(previous) if previous is not None else 0)
+                self._young_bytes -= cached_size(key, young.pop(key))
             elif key in old:
                 del old[key]
             else:
