@@ -543,5 +543,6 @@ def test_status():
     st = net.nodes[1].rn.status().to_dict()
     assert st["raft_state"] == "StateLeader" and st["lead"] == 1 and st["term"] == 1
     assert st["commit"] == 2 and st["applied"] == 2
-    assert st["progress"][2] == {"match": 2, "next": 3, "state": "StateReplicate"}
+    assert st["progress"][2] == {"match": 2, "next": 3, "state": "StateReplicate",
+                                 "recovering": False}
     assert net.nodes[2].rn.status().to_dict()["raft_state"] == "StateFollower"

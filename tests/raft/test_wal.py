@@ -282,3 +282,31 @@ def test_gap_in_append_is_refused(wal_dir):
     with pytest.raises(Unavailable):
         store.group(1).append(ents(2, 3))
     store.close()
+
+
+def test_a_recovering_hard_state_survives_restarts_and_checkpoints(wal_dir):
+    """The flag is restated by the checkpoint at the head of each new segment too."""
+    store = WalLogStore(wal_dir, segment_size=8 * 1024)
+    store.group(1).append(ents(1, 4, tag=1))
+    store.group(1).set_hard_state(HardState(2, 0, 3, recovering=True))
+    store.group(3).set_hard_state(HardState(2, 1, 0))
+    store.sync()
+    store.close()
+    store = WalLogStore(wal_dir, segment_size=8 * 1024)
+    assert store.group(1).initial_state()[0] == HardState(2, 0, 3, recovering=True)
+    busy = store.group(2)
+    for i in range(1, 401):      # several new segments, each opening with a checkpoint
+        busy.append(ents(i, i + 1, tag=2))
+        if i % 10 == 0:
+            store.sync()
+            busy.compact(i - 5)
+    store.close()
+    store = WalLogStore(wal_dir, segment_size=8 * 1024)
+    assert store.group(1).initial_state()[0] == HardState(2, 0, 3, recovering=True)
+    assert store.group(3).initial_state()[0] == HardState(2, 1, 0)
+    store.group(1).set_hard_state(HardState(2, 2, 3))
+    store.sync()
+    store.close()
+    store = WalLogStore(wal_dir, segment_size=8 * 1024)
+    assert store.group(1).initial_state()[0] == HardState(2, 2, 3)
+    store.close()

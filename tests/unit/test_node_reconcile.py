@@ -146,10 +146,12 @@ def test_when_slot_zero_is_removing_the_next_isr_member_founds():
     assert wanted_replicas(A, namespaces, running(0, 1))[gid(0)].peers is None
 
 
-def test_other_members_of_a_leaderless_partition_join():
+def test_every_isr_member_of_a_leaderless_partition_founds_with_the_same_peers():
+    # An empty replica founds only when every founder is found empty: all of them must
+    # be founders (a joiner would tell the others the group exists).
     namespaces = {"ns": record({0: info()})}
-    assert wanted_replicas(B, namespaces, {})[gid(0)].peers is None
-    assert wanted_replicas(C, namespaces, {})[gid(0)].peers is None
+    assert wanted_replicas(B, namespaces, {})[gid(0)].peers == (1, 2, 3)
+    assert wanted_replicas(C, namespaces, {})[gid(0)].peers == (1, 2, 3)
 
 
 def test_partition_with_a_real_leader_is_joined_even_by_slot_zero():

@@ -185,7 +185,7 @@ class NodeHTTPAPI:
     def _synced(self, cluster, partition) -> bool:
         status = cluster.driver.status(partition.group_id)
         return bool(status.lead) and status.commit - partition.applied_index <= 1000 \
-            and not partition.fetching_snapshot
+            and not partition.fetching_snapshot and not status.recovering
 
     @app.route("/cluster/israftsynced/<string:ns_pid>", methods=["GET"])
     def cluster_israftsynced(self, request, ns_pid):

@@ -24,7 +24,7 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class WantedReplica:
     """A replica placement asks this node to run.  `peers` founds a new group (this node
-    is slot 0 of a partition that never had a leader); None joins an existing group."""
+    is in the ISR of a partition that never had a leader); None joins an existing group."""
 
     namespace: str
     pid: int
@@ -75,7 +75,9 @@ def wanted_replicas(me: str, namespaces: Mapping, local: Mapping[int, LocalRepli
                                          or running.replica_id != rid):
                 continue
             peers = None
-            if info.isr and info.isr[0] == me and pid not in rec.leaders:
+            if me in info.isr and pid not in rec.leaders:
+                # Every member founds, with the same voters: an empty replica founds a
+                # group only once all founders are found empty (see zan.raft.core).
                 peers = tuple(info.raft_ids[n] for n in info.isr if n in info.raft_ids)
             out[gid] = WantedReplica(name, pid, gid, rid, meta, peers)
     return out

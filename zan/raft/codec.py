@@ -3,7 +3,9 @@
 A frame body is ``[VERSION, [msg, ...]]`` where each ``msg`` is a flat array::
 
     [group_id, type, to, frm, term, log_term, index, commit, reject, reject_hint,
-     context, entries, snapshot]
+     context, entries, snapshot, recovering]
+
+(``recovering`` was added later: a message of 13 fields has it false.)
 
 ``entries`` is ``[[term, index, type, data], ...]`` and ``snapshot`` is nil or
 ``[index, term, [voters...], [learners...], data]``.  Positional arrays keep frames small
@@ -30,7 +32,8 @@ __all__ = [
 
 VERSION = 1
 _MAX_U64 = (1 << 64) - 1
-_MESSAGE_FIELDS = 13
+_MESSAGE_FIELDS = 14
+_OLD_MESSAGE_FIELDS = 13
 _MSG_TYPES = {int(t): t for t in MessageType}
 _ENTRY_TYPES = {int(t): t for t in EntryType}
 _CC_TYPES = {int(t): t for t in ConfChangeType}
@@ -58,7 +61,7 @@ def encode_messages(batch: Iterable[tuple[int, Message]]) -> bytes:
     for gid, m in batch:
         out.append([gid, int(m.type), m.to, m.frm, m.term, m.log_term, m.index, m.commit,
                     m.reject, m.reject_hint, m.context, _entries_out(m.entries) if m.entries else [],
-                    _snapshot_out(m.snapshot)])
+                    _snapshot_out(m.snapshot), m.recovering])
     return msgpack.packb([VERSION, out], use_bin_type=True)
 
 
@@ -115,20 +118,22 @@ def decode_messages(data: bytes) -> list[tuple[int, Message]]:
         raise CodecError(f"raft codec: unsupported version {version!r:.20}")
     out = []
     for raw in _list(msgs, "messages"):
-        if type(raw) is not list or len(raw) != _MESSAGE_FIELDS:
+        if type(raw) is not list or len(raw) not in (_MESSAGE_FIELDS, _OLD_MESSAGE_FIELDS):
             raise CodecError(f"raft codec: a message must be an array of {_MESSAGE_FIELDS}")
+        if len(raw) == _OLD_MESSAGE_FIELDS:
+            raw.append(False)
         (gid, mtype, to, frm, term, log_term, index, commit, reject, reject_hint, context,
-         entries, snapshot) = raw
+         entries, snapshot, recovering) = raw
         mt = _MSG_TYPES.get(mtype) if type(mtype) is int else None
         if mt is None:
             raise CodecError(f"raft codec: unknown message type {mtype!r:.40}")
-        if type(reject) is not bool:
-            raise CodecError("raft codec: reject must be a boolean")
+        if type(reject) is not bool or type(recovering) is not bool:
+            raise CodecError("raft codec: reject and recovering must be booleans")
         ents = tuple(_entry_in(e) for e in _list(entries, "entries"))
         out.append((_u64(gid, "group id"), Message(
             mt, _u64(to, "to"), _u64(frm, "frm"), _u64(term, "term"), _u64(log_term, "log term"),
             _u64(index, "index"), ents, _u64(commit, "commit"), _snapshot_in(snapshot), reject,
-            _u64(reject_hint, "reject hint"), _bytes(context, "context"))))
+            _u64(reject_hint, "reject hint"), _bytes(context, "context"), recovering)))
     return out
 
 

@@ -7,6 +7,29 @@ Each role is a pair of bound methods swapped in place by the ``become_*`` method
 ``_step`` (`_step_leader`, `_step_candidate`, `_step_follower`) and ``_tick``
 (`_tick_election`, `_tick_heartbeat`).  `step` does what every role shares (term
 comparison, pre-vote, voting) and hands the rest to ``_step``.
+
+**Replicas that lost their state.**  Raft assumes a replica's votes and log survive its
+restarts.  One that comes back empty under its old id has forgotten what it voted and
+what it acknowledged: were it to vote, a lagging replica could win with it and overwrite
+entries a majority had acknowledged.  So a replica that starts with no state at all is
+*recovering* (`recovering`, kept in its hard state until it ends):
+
+- it grants no vote or pre-vote and never campaigns;
+- it flags its append and heartbeat responses, and every leader leaves a flagged
+  replica's acknowledgements out of its commit quorum, its lease and its ReadIndex
+  rounds (so even a stale leader cannot commit or read with it).  CheckQuorum still
+  counts it: a replica that votes for nobody cannot help elect another leader, and a
+  leader whose followers all lost their disks must stay to bring them back;
+- it ends once it holds the entry at a leader's commit index and that entry is of the
+  leader's current term: that leader then won its term and committed with a majority
+  that does not include this replica, and this replica now holds everything committed.
+  It takes that leader as its vote for the term, so it votes for nobody else in it.
+
+An empty replica cannot tell a group not founded yet from one whose data it lost.  Given
+the founding voters (`start_empty`), it asks them (STATE_PROBE) and founds the group only
+when every other founder answers that it is empty and founding too; any message of a
+term above 0 from a peer means the group exists, and it stays recovering.  An empty log
+therefore never founds a group that already exists, unless every replica lost its disk.
 """
 
 from __future__ import annotations
@@ -17,6 +40,7 @@ from enum import IntEnum
 from typing import Any, Protocol, Sequence
 
 from zan.errors import ConfigError, NotLeader, ProposalDropped
+from zan.raft.codec import encode_conf_change
 from zan.raft.log import RaftLog
 from zan.raft.progress import NEVER_HEARD, Progress, ProgressState
 from zan.raft.quorum import VoteResult, committed_index, vote_result
@@ -151,6 +175,11 @@ class Raft:
 
         self.term = 0
         self.vote = NONE
+        self.recovering = False
+        # While an empty founding replica asks the others: the founders, and those of
+        # them heard to be empty and founding too.  None once founded or known to exist.
+        self.founders: tuple[int, ...] | None = None
+        self.empty_founders: set[int] = set()
         self.lead = NONE
         self.state = StateType.FOLLOWER
         self.is_learner = False
@@ -189,14 +218,15 @@ class Raft:
         return SoftState(self.lead, self.state)
 
     def hard_state(self) -> HardState:
-        return HardState(self.term, self.vote, self.raft_log.committed)
+        return HardState(self.term, self.vote, self.raft_log.committed, self.recovering)
 
     def conf_state(self) -> ConfState:
         return ConfState(tuple(sorted(self.voters)), tuple(sorted(self.learners)))
 
     def promotable(self) -> bool:
         pr = self.prs.get(self.id)
-        return pr is not None and not pr.is_learner and not self.raft_log.has_pending_snapshot()
+        return (pr is not None and not pr.is_learner and not self.recovering
+                and not self.raft_log.has_pending_snapshot())
 
     def _load_state(self, hs: HardState) -> None:
         log = self.raft_log
@@ -206,10 +236,13 @@ class Raft:
         log.committed = hs.commit
         self.term = hs.term
         self.vote = hs.vote
+        self.recovering = hs.recovering
 
     # ------------------------------------------------------------------ sending
 
     def _send(self, m: Message) -> None:
+        if self.recovering and (m.type == MT.APP_RESP or m.type == MT.HEARTBEAT_RESP):
+            m = replace(m, recovering=True)
         self.msgs.append(m)
 
     def _send_append(self, to: int) -> None:
@@ -282,7 +315,8 @@ class Raft:
 
     def maybe_commit(self) -> bool:
         prs = self.prs
-        mci = committed_index(self.voters, lambda v: prs[v].match)
+        mci = committed_index(self.voters,
+                              lambda v: 0 if (pr := prs[v]).recovering else pr.match)
         return self.raft_log.maybe_commit(mci, self.term)
 
     def _committed_entry_in_current_term(self) -> bool:
@@ -376,7 +410,8 @@ class Raft:
         may elect after one."""
         now = self.ticks
         heard = sorted((now if vid == self.id else
-                        (pr.last_heard if (pr := self.prs.get(vid)) is not None else NEVER_HEARD)
+                        (pr.last_heard if (pr := self.prs.get(vid)) is not None
+                         and not pr.recovering else NEVER_HEARD)
                         for vid in self.voters), reverse=True)
         return now - heard[len(heard) // 2] < max(1, self.election_timeout // 2)
 
@@ -384,6 +419,8 @@ class Raft:
         return self.election_elapsed >= self.randomized_election_timeout
 
     def _tick_election(self) -> None:
+        if self.founders is not None:
+            self._probe_founders()
         self.election_elapsed += 1
         if self.promotable() and self._past_election_timeout():
             self.election_elapsed = 0
@@ -470,6 +507,11 @@ class Raft:
         """Feed one message.  Raises ProposalDropped / NotLeader for a proposal that cannot
         be accepted here."""
         term = self.term
+        if (m.term > 0 and self.founders is not None and m.frm != self.id
+                and m.frm not in self.empty_founders and not _founding_only(m)):
+            # (A founder heard empty that now speaks at a term founded the group, with us
+            # among its founders: no sign that data was lost.)
+            self._group_exists(m)
         if m.term == 0:
             pass  # local message (or a forwarded proposal / read)
         elif m.term > term:
@@ -506,6 +548,14 @@ class Raft:
         t = m.type
         if t == MT.HUP:
             self._hup(CAMPAIGN_PRE_ELECTION if self.pre_vote else CAMPAIGN_ELECTION)
+        elif t == MT.STATE_PROBE or t == MT.STATE_PROBE_RESP:
+            self._step_probe(m)
+        elif (t == MT.VOTE or t == MT.PRE_VOTE) and self.recovering:
+            self.logger.info("{id} [term {term}] rejected {type} from {frm} at term {mterm}: "
+                             "recovering", id=self.id, term=self.term, type=t.name, frm=m.frm,
+                             mterm=m.term)
+            resp = MT.VOTE_RESP if t == MT.VOTE else MT.PRE_VOTE_RESP
+            self._send(Message(resp, m.frm, self.id, self.term, reject=True))
         elif t == MT.VOTE or t == MT.PRE_VOTE:
             can_vote = (self.vote == m.frm
                         or (self.vote == NONE and self.lead == NONE)
@@ -563,6 +613,8 @@ class Raft:
         if pr is None:
             self.logger.debug("{id} has no progress for {frm}", id=self.id, frm=m.frm)
             return
+        if (t == MT.APP_RESP or t == MT.HEARTBEAT_RESP) and m.recovering != pr.recovering:
+            self._peer_recovering(m.frm, pr, m.recovering)
         if t == MT.APP_RESP:
             self._handle_append_response(m, pr)
         elif t == MT.HEARTBEAT_RESP:
@@ -571,7 +623,7 @@ class Raft:
             pr.msg_app_flow_paused = False
             if pr.match < self.raft_log.last_index():
                 self._send_append(m.frm)
-            if not m.context:   # (a lease read past its lease also makes rounds)
+            if not m.context or pr.recovering:   # (a lease read past its lease also makes rounds)
                 return
             acks = self.read_only.recv_ack(m.frm, m.context)
             if acks is None or vote_result(self.voters, acks) != VoteResult.WON:
@@ -693,8 +745,9 @@ class Raft:
             self._send_timeout_now(frm)
 
     def _handle_transfer_leader(self, m: Message, pr: Progress) -> None:
-        if pr.is_learner:
-            self.logger.debug("{id} ignores transfer to learner {frm}", id=self.id, frm=m.frm)
+        if pr.is_learner or pr.recovering:
+            self.logger.debug("{id} ignores transfer to learner or recovering {frm}",
+                              id=self.id, frm=m.frm)
             return
         transferee = m.frm
         last = self.lead_transferee
@@ -791,14 +844,20 @@ class Raft:
             self.election_elapsed = 0
             self.lead = m.frm
             self._handle_append_entries(m)
+            if self.recovering:
+                self._maybe_end_recovery(m)
         elif t == MT.HEARTBEAT:
             self.election_elapsed = 0
             self.lead = m.frm
             self._handle_heartbeat(m)
+            if self.recovering:
+                self._maybe_end_recovery(m)
         elif t == MT.SNAP:
             self.election_elapsed = 0
             self.lead = m.frm
             self._handle_snapshot(m)
+            if self.recovering:
+                self._maybe_end_recovery(m)
         elif t == MT.TRANSFER_LEADER:
             if self.lead == NONE:
                 self.logger.info("{id} dropped leader transfer: no leader", id=self.id)
@@ -876,6 +935,128 @@ class Raft:
         self._restore_conf(cs)
         return True
 
+    # ------------------------------------------------------------------ lost state
+    #
+    # Only the founding entries are of term 1: the first leader's entries are of term 2
+    # or later.  So a peer whose log ends at term 1 has seen nothing committed beyond
+    # the founding: founding with it loses nothing.
+
+    def bootstrap(self, peers: Sequence[int]) -> None:
+        """Found a new group with `peers` as voters (see `RawNode.bootstrap`)."""
+        log = self.raft_log
+        if log.last_index() != 0 or (self.term != 0 and self.founders is None):
+            raise ValueError("can only bootstrap an empty group")
+        if not peers:
+            raise ValueError("bootstrap needs at least one peer")
+        ents = [Entry(1, i + 1, EntryType.CONF_CHANGE,
+                      encode_conf_change(ConfChange(ConfChangeType.ADD_NODE, p)))
+                for i, p in enumerate(peers)]
+        log.append(ents)
+        self.recovering = False
+        self.founders = None
+        # Term 1 with no vote and no leader: every founder starts equal.  (A founder
+        # that another one's election already moved to a later term stays there.)
+        self.become_follower(max(1, self.term), NONE)
+        log.committed = len(ents)
+        for p in peers:
+            self.apply_conf_change(ConfChange(ConfChangeType.ADD_NODE, p))
+
+    def start_empty(self, founders: Sequence[int] | None) -> None:
+        """See `RawNode.start_empty`."""
+        log = self.raft_log
+        if log.last_index() != 0 or self.term != 0:
+            raise ValueError("only an empty replica starts empty")
+        self.recovering = True
+        if founders is None:
+            self.logger.info("{id} starts empty: recovering until a leader brings it up to "
+                             "date", id=self.id)
+            return
+        self.founders = tuple(sorted(set(founders)))
+        self.empty_founders = set()
+        self.logger.info("{id} starts empty: asking founders {founders} whether the group "
+                         "exists", id=self.id, founders=list(self.founders))
+        self._maybe_found()
+        if self.founders is not None:
+            self._probe_founders()
+
+    def _probe_founders(self) -> None:
+        for p in self.founders:
+            if p != self.id and p not in self.empty_founders:
+                self._send(Message(MT.STATE_PROBE, p, self.id))
+
+    def _step_probe(self, m: Message) -> None:
+        if m.type == MT.STATE_PROBE:
+            # Empty and founding, or founded and holding nothing since: say so.  Anything
+            # else (entries of a later term, or empty but not founding) tells the prober
+            # not to found: reject, at our term.
+            founding = self.founders is not None
+            log = self.raft_log
+            founded_only = (not founding and not self.recovering and log.last_index() > 0
+                            and log.last_term() <= 1)
+            self._send(Message(MT.STATE_PROBE_RESP, m.frm, self.id,
+                               0 if founding else self.term,
+                               reject=not (founding or founded_only)))
+            if founding:
+                self._empty_founder(m.frm)
+        elif self.founders is not None:
+            if not m.reject:
+                self._empty_founder(m.frm)
+            elif m.frm not in self.empty_founders:
+                self._group_exists(m)
+            # (A founder heard empty that now says otherwise founded the group, with us
+            # among its founders, or learned of it from another: founding rests on every
+            # founder having been empty, which it was.)
+
+    def _empty_founder(self, frm: int) -> None:
+        if frm in self.founders:
+            self.empty_founders.add(frm)
+            self._maybe_found()
+
+    def _maybe_found(self) -> None:
+        if all(p == self.id or p in self.empty_founders for p in self.founders):
+            self.logger.info("{id} founds the group: every founder is empty", id=self.id)
+            self.bootstrap(self.founders)
+
+    def _group_exists(self, m: Message) -> None:
+        self.logger.warning(
+            "{id} holds no state but the group exists ({type} from {frm} at term {mterm}): "
+            "recovering; it neither votes nor counts towards a quorum until it has caught up",
+            id=self.id, type=m.type.name, frm=m.frm, mterm=m.term)
+        self.founders = None
+        self.empty_founders = set()
+
+    def _maybe_end_recovery(self, m: Message) -> None:
+        log = self.raft_log
+        if (m.term != self.term or self.lead != m.frm or log.committed == 0
+                or log.term_or_zero(log.committed) != self.term):
+            return
+        self.recovering = False
+        if self.vote == NONE:
+            self.vote = m.frm
+        self.logger.info("{id} caught up with leader {lead} at term {term} (commit "
+                         "{commit}): recovered, it votes again", id=self.id, lead=m.frm,
+                         term=self.term, commit=log.committed)
+
+    def _peer_recovering(self, frm: int, pr: Progress, recovering: bool) -> None:
+        pr.recovering = recovering
+        if not recovering:
+            self.logger.info("{id} counts replica {frm} again: it caught up", id=self.id, frm=frm)
+            # What it already acknowledged may complete a quorum now.
+            if self.maybe_commit():
+                self._release_pending_read_index_messages()
+                self.bcast_append()
+            return
+        # What it acknowledged before is gone: probe it from what it has, which brings
+        # it back by entries or by snapshot even when the group is idle.
+        self.logger.warning("{id} replica {frm} is recovering (it lost its state): its "
+                            "acknowledgements do not count until it catches up",
+                            id=self.id, frm=frm)
+        if pr.state != ProgressState.SNAPSHOT:
+            pr.match = 0
+            pr.become_probe()
+            pr.next = max(1, self.raft_log.last_index())
+            pr.msg_app_flow_paused = False
+
     # ------------------------------------------------------------------ membership
 
     def _restore_conf(self, cs: ConfState) -> None:
@@ -943,3 +1124,12 @@ class Raft:
                     for pid in self._peers:
                         self._maybe_send_append(pid, False)
         return self.conf_state()
+
+
+def _founding_only(m: Message) -> bool:
+    """Whether `m`, though of a term above 0, shows no more than a group being founded:
+    a founder's answer that it founded and holds nothing since, or a founder's
+    campaign whose log ends with the founding entries (of term 1)."""
+    if m.type == MT.STATE_PROBE_RESP:
+        return not m.reject
+    return (m.type == MT.PRE_VOTE or m.type == MT.VOTE) and m.log_term <= 1

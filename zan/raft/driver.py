@@ -154,10 +154,12 @@ class RaftDriver:
     def add_group(self, group_id: int, config: Config, apply_callback: ApplyCallback,
                   peers: Sequence[int] | None = None,
                   restore_callback: RestoreCallback | None = None) -> None:
-        """Start the local replica of `group_id`.  `peers` bootstraps a brand-new group
-        (ignored when the log already holds state); a replica joining an existing group
-        starts empty and is brought up to date by the leader.  `config.applied` is the
-        last index the application's state machine holds."""
+        """Start the local replica of `group_id`.  A replica whose log holds no state
+        starts recovering (see `zan.raft.core`): `peers`, the group's founding voters,
+        found a brand-new group once every one of them is found empty too; without them
+        (a replica added to an existing group, or one whose disk was lost) the leader
+        brings it up to date.  `config.applied` is the last index the application's state
+        machine holds."""
         if group_id in self._groups:
             raise ValueError(f"raft group {group_id} already exists")
         log = self._store.group(group_id)
@@ -166,8 +168,8 @@ class RaftDriver:
         hs, cs = log.initial_state()
         fresh = hs.is_empty() and log.last_index() == 0 and log.snapshot().is_empty()
         rn = RawNode(config, log, random.Random(self._rand.random()))
-        if peers and fresh:
-            rn.bootstrap(peers)
+        if fresh:
+            rn.start_empty(peers or None)
             cs = rn.raft.conf_state()
         self._groups[group_id] = _Group(group_id, rn, log, apply_callback, restore_callback, cs)
         self._schedule()

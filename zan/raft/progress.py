@@ -69,7 +69,7 @@ NEVER_HEARD = -(1 << 62)
 
 class Progress:
     __slots__ = ("match", "next", "state", "msg_app_flow_paused", "pending_snapshot",
-                 "recent_active", "last_heard", "inflights", "is_learner")
+                 "recent_active", "last_heard", "inflights", "is_learner", "recovering")
 
     def __init__(self, next: int, match: int = 0, max_inflight: int = 256,
                  is_learner: bool = False, max_inflight_bytes: int = 0):
@@ -82,10 +82,14 @@ class Progress:
         self.last_heard = NEVER_HEARD   # the leader's tick count when it last heard this peer
         self.inflights = Inflights(max_inflight, max_inflight_bytes)
         self.is_learner = is_learner
+        # The peer said it is recovering (lost its state): its acknowledgements count
+        # towards no quorum until it says otherwise.
+        self.recovering = False
 
     def __repr__(self) -> str:
         return (f"Progress({self.state}, match={self.match}, next={self.next}"
                 f"{', learner' if self.is_learner else ''}"
+                f"{', recovering' if self.recovering else ''}"
                 f"{', paused' if self.is_paused() else ''}"
                 f"{f', pending_snap={self.pending_snapshot}' if self.state == ProgressState.SNAPSHOT else ''}"
                 f", inflight={self.inflights.count()})")

@@ -54,9 +54,11 @@ class ProgressStatus:
     match: int
     next: int
     state: str
+    recovering: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"match": self.match, "next": self.next, "state": self.state}
+        return {"match": self.match, "next": self.next, "state": self.state,
+                "recovering": self.recovering}
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +72,14 @@ class Status:
     raft_state: str
     progress: dict[int, ProgressStatus]
     lead_transferee: int
+    recovering: bool = False   # lost its state: no vote, no quorum until caught up
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id, "term": self.term, "vote": self.vote, "commit": self.commit,
             "applied": self.applied, "lead": self.lead, "raft_state": self.raft_state,
             "progress": {p: s.to_dict() for p, s in self.progress.items()},
-            "lead_transferee": self.lead_transferee,
+            "lead_transferee": self.lead_transferee, "recovering": self.recovering,
         }
 
 
@@ -94,21 +97,16 @@ class RawNode:
         ADD_NODE entry per peer at term 1, committed and applied to the configuration at
         once.  The entries reach the application in the first Ready like any others.
         Every founding member must bootstrap with the same peers."""
-        r = self.raft
-        log = r.raft_log
-        if log.last_index() != 0 or r.term != 0:
-            raise ValueError("can only bootstrap an empty group")
-        if not peers:
-            raise ValueError("bootstrap needs at least one peer")
-        ents = [Entry(1, i + 1, EntryType.CONF_CHANGE,
-                      encode_conf_change(ConfChange(ConfChangeType.ADD_NODE, p)))
-                for i, p in enumerate(peers)]
-        log.append(ents)
-        # Term 1 with no vote and no leader: every founder starts equal.
-        r.become_follower(1, NONE)
-        log.committed = len(ents)
-        for p in peers:
-            r.apply_conf_change(ConfChange(ConfChangeType.ADD_NODE, p))
+        self.raft.bootstrap(peers)
+
+    def start_empty(self, founders: Sequence[int] | None) -> None:
+        """Start a replica that holds no state at all.  It may be a founding member of a
+        group not created yet (`founders`: the group's first voters), a member just added
+        to an existing group, or a member that lost its disk: nobody can tell from here.
+        So it starts *recovering* (it neither votes nor counts towards a quorum until a
+        leader has brought it up to date) and, given `founders`, asks them whether they
+        are all as empty as it is: only then is the group founded (see `Raft`)."""
+        self.raft.start_empty(founders)
 
     # ------------------------------------------------------------------ inputs
 
@@ -181,7 +179,8 @@ class RawNode:
         if r.lead != self._prev_lead or r.state != self._prev_state:
             return True
         prev = self._prev_hs
-        if r.term != prev.term or r.vote != prev.vote or log.committed != prev.commit:
+        if (r.term != prev.term or r.vote != prev.vote or log.committed != prev.commit
+                or r.recovering != prev.recovering):
             return True
         return log.has_next_committed_ents()
 
@@ -196,12 +195,14 @@ class RawNode:
             self._prev_lead = r.lead
             self._prev_state = r.state
         prev = self._prev_hs
-        if r.term != prev.term or r.vote != prev.vote or log.committed != prev.commit:
-            hs = HardState(r.term, r.vote, log.committed)
+        if (r.term != prev.term or r.vote != prev.vote or log.committed != prev.commit
+                or r.recovering != prev.recovering):
+            hs = HardState(r.term, r.vote, log.committed, r.recovering)
             rd.hard_state = hs
-            # Term and vote must be durable before the messages that depend on them are
-            # sent; a commit index alone may be lost and relearned.
-            rd.must_sync = hs.term != prev.term or hs.vote != prev.vote
+            # Term, vote and whether we may vote must be durable before the messages that
+            # depend on them are sent; a commit index alone may be lost and relearned.
+            rd.must_sync = (hs.term != prev.term or hs.vote != prev.vote
+                            or hs.recovering != prev.recovering)
             self._prev_hs = hs
         if rd.entries:
             rd.must_sync = True
@@ -233,10 +234,10 @@ class RawNode:
         r = self.raft
         progress = {}
         if r.state == StateType.LEADER:
-            progress = {pid: ProgressStatus(pr.match, pr.next, str(pr.state))
+            progress = {pid: ProgressStatus(pr.match, pr.next, str(pr.state), pr.recovering)
                         for pid, pr in sorted(r.prs.items())}
         return Status(r.id, r.term, r.vote, r.raft_log.committed, r.raft_log.applied, r.lead,
-                      str(r.state), progress, r.lead_transferee)
+                      str(r.state), progress, r.lead_transferee, r.recovering)
 
     @property
     def is_leader(self) -> bool:

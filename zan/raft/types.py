@@ -37,9 +37,12 @@ class HardState:
     term: int = 0
     vote: int = NONE
     commit: int = 0
+    recovering: bool = False
+    """This replica lost its state (or never had any) and has not yet caught up with a
+    leader: it neither votes nor counts towards a quorum (see `Raft.recovering`)."""
 
     def is_empty(self) -> bool:
-        return self.term == 0 and self.vote == NONE and self.commit == 0
+        return self.term == 0 and self.vote == NONE and self.commit == 0 and not self.recovering
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,8 @@ class MessageType(IntEnum):
     READ_INDEX_RESP = 16
     PRE_VOTE = 17
     PRE_VOTE_RESP = 18
+    STATE_PROBE = 19        # an empty founding replica asks: may the group be founded?
+    STATE_PROBE_RESP = 20   # not reject: "I am empty and founding too"; else the group exists
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +109,7 @@ class Message:
     reject: bool = False
     reject_hint: int = 0
     context: bytes = b""
+    recovering: bool = False   # on APP_RESP / HEARTBEAT_RESP: the sender is recovering
 
 
 class ConfChangeType(IntEnum):

@@ -16,16 +16,18 @@ with the record's position.  Bodies (msgpack arrays):
 
 - ``SEGMENT [b"zanwal", 1, seq]`` opens every segment;
 - ``CHECKPOINT [gid, hs_term, hs_vote, hs_commit, snap_index, snap_term, voters, learners,
-  snap_data, compact_index, compact_term, flat_entries]``, one per group, then
+  snap_data, compact_index, compact_term, flat_entries, [true]]``, one per group, then
   ``CHECKPOINT_END [seq, group_count]``: the live state of every group when the segment was
   started.  `flat_entries` (``[term, type, data] * n`` from compact_index + 1) is empty
   unless the group's live entries were copied forward (below);
 - ``BATCH [n]`` opens the data of each later sync() into the same segment and asserts that
   everything before it was fsynced;
-- ``CREATE [gid]``, ``REMOVE [gid]``, ``HARD_STATE [gid, term, vote, commit]``,
+- ``CREATE [gid]``, ``REMOVE [gid]``, ``HARD_STATE [gid, term, vote, commit, [true]]``,
   ``ENTRIES [gid, first_index, flat_entries]`` (one record per append call),
   ``SNAPSHOT [gid, index, term, voters, learners, data]`` (apply_snapshot),
   ``SNAPSHOT_META`` (same fields, create_snapshot), ``COMPACT [gid, index, term]``.
+  The trailing ``true`` of a hard state is there only while the replica is recovering
+  (`HardState.recovering`): records written before that flag existed read as not.
 
 A new segment file is preallocated to the segment size (as etcd's WAL does): an
 ``fdatasync`` that need not also record a grown file size costs about a third less here,
@@ -105,6 +107,13 @@ def _flat(entries: Sequence[Entry]) -> list:
 def _unflat(first: int, flat: list) -> list[Entry]:
     return [Entry(flat[k], first + k // 3, _TYPES[flat[k + 1]], flat[k + 2])
             for k in range(0, len(flat), 3)]
+
+
+def _hard_state_fields(gid: int, hs: HardState) -> list:
+    fields = [gid, hs.term, hs.vote, hs.commit]
+    if hs.recovering:
+        fields.append(True)
+    return fields
 
 
 def _snap_fields(snap: Snapshot) -> list:
@@ -230,8 +239,7 @@ class _Group:
         self._check()
         if hard_state == self._hs:
             return
-        self._store._write(R.HARD_STATE, [self.group_id, hard_state.term, hard_state.vote,
-                                          hard_state.commit])
+        self._store._write(R.HARD_STATE, _hard_state_fields(self.group_id, hard_state))
         self._hs = hard_state
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
@@ -467,7 +475,7 @@ class WalLogStore:
         entries = g.entries(g.first_index(), g.last_index() + 1) if copy else []
         loc = self._frame(seg, R.CHECKPOINT, [
             g.group_id, hs.term, hs.vote, hs.commit, *_snap_fields(g._snap),
-            g._off, g._off_term, _flat(entries)])
+            g._off, g._off_term, _flat(entries), *((True,) if hs.recovering else ())])
         if entries:
             g._locs = array("Q", [loc]) * len(entries)
             self._cache_put(loc, entries[0].index, entries)
@@ -653,9 +661,9 @@ class WalLogStore:
 
     def _replay_checkpoint(self, f: list, loc: int) -> None:
         (gid, hs_term, hs_vote, hs_commit, s_index, s_term, voters, learners, s_data,
-         off, off_term, flat) = f
+         off, off_term, flat) = f[:12]
         g = self._groups[gid] = _Group(self, gid)
-        g._hs = HardState(hs_term, hs_vote, hs_commit)
+        g._hs = HardState(hs_term, hs_vote, hs_commit, len(f) > 12 and f[12] is True)
         g._snap = _snap_from(s_index, s_term, voters, learners, s_data)
         g._off, g._off_term = off, off_term
         if flat:
@@ -674,7 +682,7 @@ class WalLogStore:
             g._fill_hole(e0 - 1)
             g._apply_append(e0, flat[0::3], [len(d) for d in flat[2::3]], loc)
         elif rtype == R.HARD_STATE:
-            g._hs = HardState(f[1], f[2], f[3])
+            g._hs = HardState(f[1], f[2], f[3], len(f) > 4 and f[4] is True)
         elif rtype == R.SNAPSHOT:
             g._apply_snapshot(_snap_from(*f[1:6]))
         elif rtype == R.SNAPSHOT_META:
