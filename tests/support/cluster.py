@@ -8,11 +8,14 @@ With ``proxies=True`` every address a node uses to reach a peer (Raft, RESP forw
 HTTP snapshots) goes through a TCP proxy in the test process, one per ordered pair of nodes
 and kind of traffic, so `cut(a, b)` / `heal(a, b)` / `isolate(a)` make network partitions
 without touching the nodes.  A cut proxy closes its open connections and drops new ones at
-once, so dialers see a refused peer and retry with their backoff.
+once, so dialers see a refused peer and retry with their backoff.  `delay(a, b, seconds)`
+holds every byte between `a` and `b` that long before passing it on (a slow link; order
+is kept).
 """
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import os
@@ -56,6 +59,8 @@ class PairProxy:
 
     A thread accepts; each connection gets two pump threads.  `cut()` closes every open
     connection and makes new ones close on accept; `heal()` lets them through again.
+    `delay` (seconds, 0 by default) holds what each pump reads that long before sending
+    it: a reader thread stamps chunks, the pump sends each once its time has come.
     """
 
     def __init__(self, target_port: int, name: str = ""):
@@ -70,6 +75,7 @@ class PairProxy:
         self._conns: set[socket.socket] = set()
         self._cut = False
         self._closed = False
+        self.delay = 0.0
         self._thread = threading.Thread(target=self._accept_loop, daemon=True,
                                         name=f"proxy-{name}")
         self._thread.start()
@@ -120,9 +126,34 @@ class PairProxy:
                 threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        # A reader thread queues (due time, chunk); this thread sends them in order.
+        queue: collections.deque = collections.deque()
+        ready = threading.Condition()
+
+        def read() -> None:
+            try:
+                while True:
+                    data = src.recv(65536)
+                    with ready:
+                        queue.append((time.monotonic() + self.delay, data))
+                        ready.notify()
+                    if not data:
+                        return
+            except OSError:
+                with ready:
+                    queue.append((0.0, b""))
+                    ready.notify()
+
+        threading.Thread(target=read, daemon=True).start()
         try:
             while True:
-                data = src.recv(65536)
+                with ready:
+                    while not queue:
+                        ready.wait()
+                    due, data = queue.popleft()
+                wait = due - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
                 if not data or self._cut:
                     break
                 dst.sendall(data)
@@ -338,8 +369,18 @@ class StaticClusterProcs:
                 self.cut(node, other)
 
     def heal_all(self) -> None:
+        """Heal every cut and remove every delay."""
         for proxy in self.proxies.values():
             proxy.heal()
+            proxy.delay = 0.0
+
+    def delay(self, a: ClusterNodeProc, b: ClusterNodeProc, seconds: float) -> None:
+        """Hold all traffic between `a` and `b`, both ways, `seconds` (0: no delay)."""
+        if not self.proxies:
+            raise RuntimeError("the cluster was started without proxies")
+        for src, dst in ((a, b), (b, a)):
+            for kind in _KINDS:
+                self.proxies[(src.node_id, dst.node_id, kind)].delay = seconds
 
     def _pair(self, a, b, cut: bool) -> None:
         if not self.proxies:
