@@ -91,10 +91,22 @@ def test_check_quorum_leader_steps_down():
     net.campaign(1)
     net.isolate(1)
     et = net.raft(1).election_timeout
-    net.tick(1, et)
-    assert net.raft(1).state == StateType.LEADER   # the first round marks peers inactive
-    net.tick(1, et)
+    net.tick(1, et - 1)
+    assert net.raft(1).state == StateType.LEADER
+    # One election timeout after it last heard a majority (here: since it took office),
+    # not at the end of CheckQuorum's second window.
+    net.tick(1, 1)
     assert net.raft(1).state == StateType.FOLLOWER
+
+
+def test_a_leader_that_hears_a_majority_stays_past_many_timeouts():
+    net = Network([1, 2, 3, 4, 5], check_quorum=True)
+    net.campaign(1)
+    net.isolate(4)
+    net.isolate(5)
+    for _ in range(5 * net.raft(1).election_timeout):
+        net.tick_all()
+    assert net.raft(1).state == StateType.LEADER
 
 
 def test_check_quorum_lease_ignores_votes():

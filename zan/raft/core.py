@@ -172,6 +172,8 @@ class Raft:
         self.heartbeat_timeout = config.heartbeat_tick
         # Ticks since start: the clock of the leader lease (see `_lease_valid`).
         self.ticks = 0
+        # When this replica last became leader (ticks): its voters count as heard then.
+        self.leader_since = 0
 
         self.term = 0
         self.vote = NONE
@@ -386,6 +388,7 @@ class Raft:
         pr = self.prs[self.id]
         pr.become_replicate()
         pr.recent_active = True
+        self.leader_since = self.ticks
         # Conservatively assume the uncommitted tail may hold a conf change.
         self.pending_conf_index = self.raft_log.last_index()
         # The no-op entry of the new term: committing it commits everything before it
@@ -415,6 +418,20 @@ class Raft:
                         for vid in self.voters), reverse=True)
         return now - heard[len(heard) // 2] < max(1, self.election_timeout // 2)
 
+    def _quorum_silent(self) -> bool:
+        """Whether a majority of the voters has not answered for a whole election timeout
+        (counting from when this leader took office).  Checked every tick, so a leader
+        cut off steps down one election timeout after it last heard a majority, when
+        the others may start to elect; CheckQuorum's fixed windows alone let it stay up
+        to two.  (A recovering replica counts: it votes for nobody else.)"""
+        now = self.ticks
+        since = self.leader_since
+        heard = sorted((now if vid == self.id else
+                        max(since, pr.last_heard if (pr := self.prs.get(vid)) is not None
+                            else NEVER_HEARD)
+                        for vid in self.voters), reverse=True)
+        return now - heard[len(heard) // 2] >= self.election_timeout
+
     def _past_election_timeout(self) -> bool:
         return self.election_elapsed >= self.randomized_election_timeout
 
@@ -429,6 +446,11 @@ class Raft:
     def _tick_heartbeat(self) -> None:
         self.heartbeat_elapsed += 1
         self.election_elapsed += 1
+        if self.check_quorum and self.state == StateType.LEADER and self._quorum_silent():
+            self.logger.warning("{id} stepped down to follower: a majority was silent for "
+                                "an election timeout", id=self.id)
+            self.become_follower(self.term, NONE)
+            return
         if self.election_elapsed >= self.election_timeout:
             self.election_elapsed = 0
             if self.check_quorum:
