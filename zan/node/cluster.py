@@ -117,7 +117,10 @@ class ReplicaHost:
         log = self.log_store.group(gid)
         sm = PartitionStateMachine(self._engine(path), options, name=name)
         if sm.applied_index < log.snapshot().metadata.index:
-            sm = self._install_received_snapshot(sm, path, options, name, log)
+            if os.path.exists(os.path.join(path + SNAPSHOT_SUFFIX, COMPLETE_MARKER)):
+                sm = self._install_received_snapshot(sm, path, options, name)
+            else:
+                log = self._forget_log_of_lost_database(gid, name, sm, log)
         partition = RaftPartition(
             namespace, pid, gid, replica_id, sm, self.driver, log, reactor=self.reactor,
             options=options, snap_count=snap_count, snap_catchup=snap_catchup,
@@ -151,20 +154,29 @@ class ReplicaHost:
             self._log.info("{partition}: replica {replica} destroyed",
                            partition=partition.name, replica=partition.replica_id)
 
-    def _install_received_snapshot(self, sm, path, options, name, log):
+    def _install_received_snapshot(self, sm, path, options, name):
         """A crash between persisting a snapshot in the log and swapping the database in:
         the received database is complete next to ours; finish the swap now."""
         incoming = path + SNAPSHOT_SUFFIX
-        if not os.path.exists(os.path.join(incoming, COMPLETE_MARKER)):
-            raise StorageError(f"{name}: the log starts after index "
-                               f"{log.snapshot().metadata.index} but the database holds only "
-                               f"{sm.applied_index} and no received snapshot is on disk")
         sm.engine.close()
         os.rename(path, path + ".old")
         os.rename(incoming, path)
         os.remove(os.path.join(path, COMPLETE_MARKER))
         recover_snapshot_swap(path)
         return PartitionStateMachine(self._engine(path), options, name=name)
+
+    def _forget_log_of_lost_database(self, gid: int, name: str, sm, log):
+        """The log was compacted past what the database holds and no received snapshot
+        waits to be swapped in: the database was lost (deleted, a new disk) while the
+        log was not.  What the log lacks cannot be replayed, so the replica starts over
+        with an empty log: recovering, it votes for nobody and counts towards no quorum
+        until the leader has brought it back (by snapshot)."""
+        self._log.warn("{partition}: the database holds index {applied} but the Raft log "
+                       "starts after {index}: the database was lost; the replica starts "
+                       "over with an empty log", partition=name, applied=sm.applied_index,
+                       index=log.snapshot().metadata.index)
+        self.log_store.remove_group(gid)
+        return self.log_store.group(gid)
 
     def _engine(self, path: str) -> LevelDBEngine:
         return LevelDBEngine(path, row_cache_bytes=self.config.row_cache_bytes)
