@@ -386,3 +386,32 @@ def test_graceful_stop_hands_off_leadership_and_unregisters():
         handed = re.search(r"handed off leadership of (\d+) of (\d+) groups", leaving.output())
         assert handed and handed[1] == handed[2] and int(handed[1]) >= 1, leaving.output()
         print(f"graceful stop took {took:.2f} s; it led {len(led)} partitions")
+
+
+def test_a_node_whose_raft_port_is_taken_exits_before_registering():
+    """As with its RESP port: a node that cannot listen for Raft must not register,
+    or PD would place replicas on it that never elect."""
+    import socket
+    from tests.support.etcd_cluster import EtcdServer
+    from tests.support.node import ZanNode
+    etcd = EtcdServer().start()
+    busy = socket.socket()
+    node = None
+    try:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        node = ZanNode(server_conf={"cluster_id": "taken", "etcd_cluster_addresses": etcd.url,
+                                    "local_raft_addr": f"http://127.0.0.1:{port}"})
+        with pytest.raises(RuntimeError) as failed:
+            node.start(timeout=20)
+        assert node.proc.poll() is not None, "the node kept running"
+        assert str(port) in str(failed.value) and "Address already in use" in str(failed.value), \
+            failed.value
+        code, body = http("GET", f"{etcd.url}/v2/keys/ZanRedisDBMetaData/taken/DataNodes")
+        assert code == 404 or not json.loads(body)["node"].get("nodes"), body
+    finally:
+        busy.close()
+        if node is not None:
+            node.cleanup()
+        etcd.stop()

@@ -25,6 +25,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.protocol import Factory
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
@@ -378,6 +379,21 @@ class EtcdCluster(ReplicaHost):
                            moved=led - kept, led=led)
 
 
+class _LateFactory(Factory):
+    """Serves a listener bound before the factory that answers it exists: connections
+    made before `target` is set are closed at once (peers dial again)."""
+
+    noisy = False
+
+    def __init__(self):
+        self.target: Factory | None = None
+
+    def buildProtocol(self, addr):
+        if self.target is None:
+            return None
+        return self.target.buildProtocol(addr)
+
+
 class DataNodeCoordinator(MultiService):
     """Registration, watches and the reconcile loop of an etcd-mode data node."""
 
@@ -399,6 +415,17 @@ class DataNodeCoordinator(MultiService):
         self._loop.clock = reactor
         self._pending_round = None
         self.ready = Deferred()     # fires once the node is registered and watching
+        # The Raft port is bound when the service starts, like the RESP port: a taken
+        # port must stop the node before it registers and PD places replicas on it.
+        # What serves it exists once the node knows its registration id.
+        self._raft_factory = _LateFactory()
+        if "transport_factory" not in self._seams:
+            raft_host, raft_port = config.raft_listen_address
+            listener = StreamServerEndpointService(
+                TCP4ServerEndpoint(reactor, raft_port, interface=raft_host), self._raft_factory)
+            listener._raiseSynchronously = True
+            listener.setName("raft")
+            listener.setServiceParent(self)
 
     # -- start -------------------------------------------------------------------------
 
@@ -416,7 +443,7 @@ class DataNodeCoordinator(MultiService):
         config = self.config
         ip = config.broadcast_addr or "127.0.0.1"
         node_id = gen_node_id(reg_id, ip, config.redis_api_port, config.http_api_port)
-        raft_host, raft_port = config.raft_listen_address
+        _, raft_port = config.raft_listen_address
         self.node_info = NodeInfo(
             id=node_id, reg_id=reg_id, node_ip=ip, hostname=socket.gethostname(),
             redis_port=str(config.redis_api_port), http_port=str(config.http_api_port),
@@ -427,12 +454,7 @@ class DataNodeCoordinator(MultiService):
             self.register, **self._seams)
         cluster.set_data_nodes({node_id: self.node_info})
         self.node.attach_cluster(cluster, cluster.local)
-        if cluster.transport.server_factory is not None:
-            listener = StreamServerEndpointService(
-                TCP4ServerEndpoint(self.reactor, raft_port, interface=raft_host),
-                cluster.transport.server_factory)
-            listener.setName("raft")
-            listener.setServiceParent(self)
+        self._raft_factory.target = cluster.transport.server_factory
         cluster.driver.start()
         for child in (
             TTLRegistration(self.client, keys.data_node(config.cluster_id, node_id),
