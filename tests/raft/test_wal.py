@@ -310,3 +310,43 @@ def test_a_recovering_hard_state_survives_restarts_and_checkpoints(wal_dir):
     store = WalLogStore(wal_dir, segment_size=8 * 1024)
     assert store.group(1).initial_state()[0] == HardState(2, 2, 3)
     store.close()
+
+
+def test_an_atomic_append_gives_every_group_its_part_after_a_restart(wal_dir):
+    store = WalLogStore(wal_dir, segment_size=8 * 1024, cache_size=1024)
+    store.group(1).append(ents(1, 3, tag=1))
+    store.append_atomic([(1, ents(3, 5, tag=1)), (2, ents(1, 4, tag=2)), (3, [])])
+    store.group(2).append(ents(4, 5, tag=2))
+    store.sync()
+    # Read back through the record, not the cache.
+    for i in range(1, 60):
+        store.group(9).append(ents(i, i + 1, size=200, tag=9))
+    assert store.group(1).entries(1, 5) == ents(1, 5, tag=1)
+    assert store.group(2).entries(1, 5) == ents(1, 5, tag=2)
+    store.sync()
+    store.close()
+    store = WalLogStore(wal_dir, segment_size=8 * 1024)
+    assert store.group(1).entries(1, 5) == ents(1, 5, tag=1)
+    assert store.group(2).entries(1, 5) == ents(1, 5, tag=2)
+    assert store.group(3).last_index() == 0
+    store.close()
+
+
+def test_a_torn_atomic_record_loses_every_part(wal_dir):
+    store = WalLogStore(wal_dir)
+    store.group(1).append(ents(1, 2, tag=1))
+    store.group(2).append(ents(1, 2, tag=2))
+    store.sync()
+    seg = os.path.join(wal_dir, segments(wal_dir)[-1])
+    store.append_atomic([(1, ents(2, 3, tag=1)), (2, ents(2, 3, tag=2))])
+    store.sync()
+    store.close()
+    with open(seg, "rb") as f:
+        data = f.read()
+    end = data.rstrip(b"\0")
+    # Cut the last record (the atomic one) in its middle, as a crash mid-write would.
+    with open(seg, "r+b") as f:
+        f.truncate(len(end) - 10)
+    store = WalLogStore(wal_dir)
+    assert store.group(1).last_index() == 1 and store.group(2).last_index() == 1
+    store.close()

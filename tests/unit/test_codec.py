@@ -87,7 +87,7 @@ def commit(src, txn):
 def test_keyspace_counts_keys_and_keeps_the_expiry_index_in_step():
     src = DictSource()
     t = Txn(src, now_ms=1000, index=7, writable=True)
-    meta = new_collection(t, codec.T_HASH)
+    meta = new_collection(t, codec.T_HASH, b"k")
     assert meta.version == 7 and meta.count == 0
     meta.expire_at = 5000
     store_meta(t, b"h", meta)

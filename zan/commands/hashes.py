@@ -52,7 +52,7 @@ def _set_fields(txn: Txn, pk: bytes, pairs: list[bytes]) -> int:
     meta = lookup_as(txn, pk, T_HASH)
     fresh = meta is None
     if fresh:
-        meta = new_collection(txn, T_HASH)
+        meta = new_collection(txn, T_HASH, pk)
         count = 0
     else:
         count = meta.count

@@ -48,7 +48,7 @@ class ListView:
         if meta is None:
             if not create:
                 return None
-            meta = new_collection(txn, T_LIST)
+            meta = new_collection(txn, T_LIST, pk)
         return cls(txn, pk, meta)
 
     def key(self, index: int) -> bytes:

@@ -52,7 +52,7 @@ def _add(txn: Txn, pk: bytes, meta: Meta | None, members: list[bytes]) -> int:
         check_subkey(m)
     fresh = meta is None
     if fresh:
-        meta = new_collection(txn, T_SET)
+        meta = new_collection(txn, T_SET, pk)
         count = 0
     else:
         count = meta.count
@@ -77,7 +77,7 @@ def _store(txn: Txn, pk: bytes, members: list[bytes]) -> int:
     if lookup(txn, pk) is not None:
         remove_key(txn, pk)
     if members:
-        meta = new_collection(txn, T_SET)
+        meta = new_collection(txn, T_SET, pk)
         prefix = _prefix(pk, meta)
         for m in members:
             txn.put(prefix + m, b"")

@@ -58,7 +58,7 @@ class ZSetView:
         if meta is None:
             if not create:
                 return None
-            meta = new_collection(txn, T_ZSET)
+            meta = new_collection(txn, T_ZSET, pk)
         return cls(txn, pk, meta)
 
     # -- members ----------------------------------------------------------------
@@ -490,7 +490,7 @@ def zrangestore(txn: Txn, args: list[bytes]):
         remove_key(txn, dst)
     if not items:
         return 0
-    out = ZSetView(txn, dst, new_collection(txn, T_ZSET))
+    out = ZSetView(txn, dst, new_collection(txn, T_ZSET, dst))
     for raw, member in items:
         out.set(member, unsortable_score(raw), None)
     out.save()

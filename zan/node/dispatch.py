@@ -6,6 +6,12 @@ write (a command entry proposed to the partition, answered once applied) → rep
 Per connection, commands take effect in the order they were sent, as with Redis: a
 write is proposed at once (the log orders writes), but a read waits for the connection's
 earlier writes to be applied, and once anything waits, everything after it waits too.
+
+On a standalone node a command whose keys lie in several partitions of one namespace
+runs as one over all of them (`zan.store.multi`): a write becomes one log record that
+gives each partition its share, so it is atomic and durable as a whole.  A replicated
+node splits a multi-key command by partition (each part atomic on its own) and answers
+CROSSSLOT to a command whose keys must share a partition but do not.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import random
 from collections import deque
 from typing import Any, Callable, Protocol
 
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList, FirstError, maybeDeferred
 from twisted.internet.task import deferLater
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -23,8 +29,9 @@ from twisted.python.failure import Failure
 from zan.commands.registry import REGISTRY
 from zan.commands.table import NO_AUTH, Route, lookup_command
 from zan.errors import NoLeader, NotLeader, PartitionNotFound, RespError, ZanError, wrong_arity
-from zan.node.namespaces import KeyRouter
-from zan.store.statemachine import encode_command_entry
+from zan.node.namespaces import KeyRouter, partition_of
+from zan.store.multi import run_across
+from zan.store.statemachine import encode_command_entry, encode_effects_entry
 
 __all__ = ["Partition", "PartitionSet", "NodeDispatcher"]
 
@@ -357,6 +364,11 @@ class NodeDispatcher:
             positions.append(n)
             args.extend(words)
         head = list(argv[1:spec.first_key])
+        namespaces = {ns for ns, _ in by_partition}
+        if self.local_partitions and spec.is_write and len(by_partition) > 1 \
+                and len(namespaces) == 1:
+            args = head + [word for _, _, words in groups for word in words]
+            return self._across(spec, namespaces.pop(), [pid for _, pid in by_partition], args)
         if len(by_partition) == 1:
             ((ns, pid), (positions, args)), = by_partition.items()
             reply = self._on(self._partition(ns, pid), spec, head + args)
@@ -375,22 +387,62 @@ class NodeDispatcher:
         positions = spec.key_positions_of(argv)
         routes = [self.router.route(argv[pos]) for pos in positions]
         targets = {(r.namespace, r.partition) for r in routes}
-        if len(targets) > 1:
-            raise RespError(CROSSSLOT)
         args = list(argv[1:])
         for pos, r in zip(positions, routes):
             args[pos - 1] = r.pk
+        if len(targets) > 1:
+            namespaces = {ns for ns, _ in targets}
+            if not self.local_partitions or len(namespaces) > 1:
+                raise RespError(CROSSSLOT)
+            return self._across(spec, namespaces.pop(), [pid for _, pid in targets], args)
         if not targets:
             # No valid key (a bad key count): any partition's handler reports the error.
             return self._on(self.partitions.partitions()[0], spec, args)
         (ns, pid), = targets
         return self._on(self._partition(ns, pid), spec, args)
 
+    def _across(self, spec, namespace: str, pids: list[int], args: list[bytes]):
+        """Standalone: run a command whose keys lie in partitions `pids` of `namespace`
+        as one (args hold primary keys).  A read sees every partition's applied state; a
+        write first settles them (every pending write applied), so it sees and follows
+        all earlier ones, then gives each changed partition its share in one log record
+        and answers once all shares are applied."""
+        parts = {pid: self._partition(namespace, pid) for pid in pids}
+        count = self.router.partition_count(namespace)
+
+        def route(pk: bytes) -> int:
+            return partition_of(pk, count)
+
+        sources = {pid: p.state_machine.engine for pid, p in parts.items()}
+        now_ms, seed = self.now_ms(), self._getrandbits(63)
+        options = next(iter(parts.values())).state_machine.options
+        if not spec.is_write:
+            reply, _ = run_across(spec.handler, args, sources, route, now_ms=now_ms,
+                                  seed=seed, options=options)
+            return reply
+        committer = next(iter(parts.values())).committer
+        committer.settle(parts.values())
+        indexes = {pid: p.next_index for pid, p in parts.items()}
+        reply, changes = run_across(spec.handler, args, sources, route, now_ms=now_ms,
+                                    seed=seed, indexes=indexes, options=options)
+        shares = [(parts[pid], encode_effects_entry(ch)) for pid, ch in changes.items() if ch]
+        if not shares:
+            return reply
+        d = committer.propose_atomic(shares)
+        return d.addCallbacks(lambda _: reply, _first_error)
+
     def _everywhere(self, spec, argv):
         replies = [maybeDeferred(self._on, p, spec, list(argv[1:]))
                    for p in self.partitions.partitions()]
         return DeferredList(replies, consumeErrors=True).addCallback(
             lambda results: spec.merge([v if ok else _failure_reply(v) for ok, v in results]))
+
+
+def _first_error(failure):
+    """The failure of the first share that failed (gatherResults wraps it)."""
+    if failure.check(FirstError):
+        return failure.value.subFailure
+    return failure
 
 
 def _failure_reply(failure):

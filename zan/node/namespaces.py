@@ -41,6 +41,9 @@ class KeyRouter:
     def update(self, namespaces: dict[str, NamespaceConfig], default_namespace: str = "") -> None:
         self.__init__(namespaces, default_namespace)
 
+    def partition_count(self, namespace: str) -> int:
+        return self._namespaces[namespace.encode()].partition_num
+
     def route(self, key: bytes) -> KeyRoute:
         return KeyRoute(*self.locate(key))
 

@@ -6,13 +6,19 @@ reactor turn, across all partitions, becomes durable with one `LogStore.sync()`;
 then are the entries applied and their callers answered.  This is the order a Raft group
 follows (persist → apply → reply), and the same interface — `propose`, `read`,
 `applied_index` — is what a replicated partition offers the dispatcher.
+
+A write over several partitions (`GroupCommitter.propose_atomic`) gives each of them one
+entry, its share, and the committer appends all the shares in one log record before the
+partitions' other entries of the turn: after a crash every partition has its share or
+none has.  A share is reserved only while its partition has nothing pending
+(`GroupCommitter.settle`), so each partition's entries reach the log in index order.
 """
 
 from __future__ import annotations
 
 from collections import deque
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -43,6 +49,8 @@ class GroupCommitter:
         self._log_store = log_store
         self._batch_delay = batch_delay
         self._dirty: dict[int, "LocalPartition"] = {}
+        # Writes over several partitions, in order: [(partition, entry), ...] each.
+        self._atomic: list[list[tuple["LocalPartition", Entry]]] = []
         self._call = None
         self.syncs = 0
 
@@ -50,6 +58,27 @@ class GroupCommitter:
         self._dirty[id(partition)] = partition
         if self._call is None:
             self._call = self._reactor.callLater(self._batch_delay, self.flush)
+
+    def settle(self, partitions) -> None:
+        """Make every write pending on `partitions` durable and applied now, so that a
+        write over them sees, and follows, all of them."""
+        while any(p.has_pending() for p in partitions):
+            self.flush()
+
+    def propose_atomic(self, shares: list[tuple["LocalPartition", bytes]]) -> Deferred:
+        """Give each partition its share (one entry) of a write over several: the shares
+        reach the log in one record.  Fires once every share is applied.  The
+        partitions must be settled (see `settle`)."""
+        parts = []
+        applied = []
+        for partition, data in shares:
+            index, d = partition.reserve(data)
+            parts.append((partition, Entry(_TERM, index, data=data)))
+            applied.append(d)
+        self._atomic.append(parts)
+        for partition, _ in parts:
+            self.schedule(partition)
+        return gatherResults(applied, consumeErrors=True)
 
     def flush(self) -> None:
         """Sync what the dirty partitions handed over, then apply and answer it; a failed
@@ -59,6 +88,11 @@ class GroupCommitter:
         if not self._dirty:
             return
         dirty, self._dirty = self._dirty, {}
+        atomic, self._atomic = self._atomic, []
+        for parts in atomic:
+            # Before the partitions' own entries: a share was reserved while its
+            # partition had none pending, so it precedes them all.
+            self._log_store.append_atomic([(p.group_id, (e,)) for p, e in parts])
         covered = []
         for p in dirty.values():
             p.maybe_compact()   # between syncs: everything the log holds is on disk
@@ -85,9 +119,13 @@ class LocalPartition:
     _log = Logger()
 
     def __init__(self, namespace: str, pid: int, state_machine: PartitionStateMachine,
-                 group_log: GroupLog, committer: GroupCommitter, snap_count: int = 100000):
+                 group_log: GroupLog, committer: GroupCommitter, snap_count: int = 100000,
+                 group_id: int | None = None):
         self.namespace = namespace
         self.pid = pid
+        # Of its log in the node's log store (the WAL's group logs know it).
+        self.group_id = group_id if group_id is not None else group_log.group_id
+        self.committer = committer
         self.name = f"{namespace}-{pid}"
         self.state_machine = state_machine
         self._group_log = group_log
@@ -131,15 +169,30 @@ class LocalPartition:
                            partition=self.name, first=first, last=last)
 
     def propose(self, data: bytes) -> Deferred:
+        index, d = self.reserve(data)
+        self._unpersisted.append(Entry(_TERM, index, data=data))
+        self._committer.schedule(self)
+        return d
+
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
+    @property
+    def next_index(self) -> int:
+        """The index the next entry will take."""
+        return self._next_index
+
+    def reserve(self, data: bytes) -> tuple[int, Deferred]:
+        """The next index for `data`, and a Deferred that fires once the entry is applied.
+        `propose` hands the entry to the log itself; the committer writes a share of a
+        write over several partitions."""
         if self.stopped:
             raise Stopping()
         index = self._next_index
         self._next_index += 1
         d = Deferred()
         self._pending.append((index, data, d))
-        self._unpersisted.append(Entry(_TERM, index, data=data))
-        self._committer.schedule(self)
-        return d
+        return index, d
 
     def persist_pending(self) -> int:
         """Hand this turn's entries to the log in one append (synced by the committer);

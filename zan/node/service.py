@@ -146,9 +146,10 @@ class NodeService(service.MultiService):
                 engine = LevelDBEngine(os.path.join(config.data_dir, name),
                                        row_cache_bytes=config.row_cache_bytes)
                 sm = PartitionStateMachine(engine, options, name=name)
-                group_log = self.log_store.group(group_id_of(ns.name, pid))
+                gid = group_id_of(ns.name, pid)
                 self._partitions[(ns.name, pid)] = LocalPartition(
-                    ns.name, pid, sm, group_log, self.committer, snap_count=ns.snap_count)
+                    ns.name, pid, sm, self.log_store.group(gid), self.committer,
+                    snap_count=ns.snap_count, group_id=gid)
         self.dispatcher.local_partitions = True
         self.log_store.sync()
         self._log.info("opened {count} partitions in {dir}", count=len(self._partitions),

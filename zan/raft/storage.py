@@ -89,6 +89,10 @@ class LogStore(Protocol):
     def remove_group(self, group_id: int) -> None:
         """Forget a group for good (its replica was destroyed); durable at the next sync()."""
 
+    def append_atomic(self, parts: Sequence[tuple[int, Sequence[Entry]]]) -> None:
+        """Append entries to several groups at once: after a crash, every group has its
+        part or none has."""
+
     def sync(self) -> None:
         """Make every change handed to any group since the last sync durable (one fsync)."""
 
@@ -227,6 +231,10 @@ class MemoryLogStore:
 
     def remove_group(self, group_id: int) -> None:
         self._groups.pop(group_id, None)
+
+    def append_atomic(self, parts: Sequence[tuple[int, Sequence[Entry]]]) -> None:
+        for gid, entries in parts:
+            self.group(gid).append(entries)
 
     def sync(self) -> None:
         self.sync_count += 1

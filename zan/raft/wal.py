@@ -26,6 +26,8 @@ with the record's position.  Bodies (msgpack arrays):
   ``ENTRIES [gid, first_index, flat_entries]`` (one record per append call),
   ``SNAPSHOT [gid, index, term, voters, learners, data]`` (apply_snapshot),
   ``SNAPSHOT_META`` (same fields, create_snapshot), ``COMPACT [gid, index, term]``.
+  ``ATOMIC [[gid, first_index, flat_entries], ...]`` appends entries to several groups
+  in one record (`WalLogStore.append_atomic`): a torn write loses all of them or none.
   The trailing ``true`` of a hard state is there only while the replica is recovering
   (`HardState.recovering`): records written before that flag existed read as not.
 
@@ -204,7 +206,7 @@ class _Group:
             at = self._locs[index - base]
             if at != loc:
                 loc = at
-                rec_first, rec = self._store._load(at)
+                rec_first, rec = self._store._load(at, self.group_id)
             out.append(rec[index - rec_first])
         return out
 
@@ -214,22 +216,34 @@ class _Group:
     # --- GroupLog (writes) -------------------------------------------------------------
 
     def append(self, entries: Sequence[Entry]) -> None:
-        self._check()
+        entries = self._appendable(entries)
         if not entries:
             return
+        e0 = entries[0].index
+        loc = self._store._write(R.ENTRIES, [self.group_id, e0, _flat(entries)])
+        self._appended(entries, loc)
+
+    def _appendable(self, entries: Sequence[Entry]) -> Sequence[Entry]:
+        """The part of `entries` this log does not hold yet (checked to follow it)."""
+        self._check()
+        if not entries:
+            return entries
         first = self._off + 1
         e0 = entries[0].index
         if entries[-1].index != e0 + len(entries) - 1:
             raise ValueError("appended entries must have consecutive indexes")
         if entries[-1].index < first:
-            return
+            return ()
         if e0 < first:
             entries = entries[first - e0:]
             e0 = first
         if e0 > self.last_index() + 1:
             raise Unavailable(f"missing log entry [last: {self.last_index()}, append at: {e0}]")
-        loc = self._store._write(R.ENTRIES, [self.group_id, e0, _flat(entries)])
-        self._store._cache_put(loc, e0, list(entries))
+        return entries
+
+    def _appended(self, entries: Sequence[Entry], loc: int) -> None:
+        e0 = entries[0].index
+        self._store._cache_put(loc, self.group_id, e0, list(entries))
         self._apply_append(e0, [e.term for e in entries], [len(e.data) for e in entries], loc)
 
     def hard_state(self) -> HardState:
@@ -333,7 +347,7 @@ class WalLogStore:
         self.path = os.fspath(path)
         self.segment_size = segment_size
         self._cache_size = cache_size
-        self._cache: OrderedDict[int, tuple[int, list[Entry]]] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, int], tuple[int, list[Entry]]] = OrderedDict()
         self._cache_bytes = 0
         self._groups: dict[int, _Group] = {}
         self._segments: dict[int, _Segment] = {}   # every segment on disk or pending
@@ -370,6 +384,24 @@ class WalLogStore:
 
     def group_ids(self) -> list[int]:
         return sorted(self._groups)
+
+    def append_atomic(self, parts: Sequence[tuple[int, Sequence[Entry]]]) -> None:
+        """Append entries to several groups in one record: after a crash either every
+        group has its part or none has.  Each part is checked as `GroupLog.append`
+        checks its entries, before anything is written."""
+        self._check_open()
+        checked = []
+        for gid, entries in parts:
+            g = self.group(gid)
+            entries = g._appendable(entries)
+            if entries:
+                checked.append((g, entries))
+        if not checked:
+            return
+        loc = self._write(R.ATOMIC, [[g.group_id, entries[0].index, _flat(entries)]
+                                     for g, entries in checked])
+        for g, entries in checked:
+            g._appended(entries, loc)
 
     def remove_group(self, group_id: int) -> None:
         self._check_open()
@@ -478,7 +510,7 @@ class WalLogStore:
             g._off, g._off_term, _flat(entries), *((True,) if hs.recovering else ())])
         if entries:
             g._locs = array("Q", [loc]) * len(entries)
-            self._cache_put(loc, entries[0].index, entries)
+            self._cache_put(loc, g.group_id, entries[0].index, entries)
 
     def _flush(self, seg: _Segment, sealed: bool = False) -> None:
         created = seg.fd is None
@@ -535,12 +567,13 @@ class WalLogStore:
 
     # --- reading -----------------------------------------------------------------------
 
-    def _cache_put(self, loc: int, first: int, entries: list[Entry]) -> None:
+    def _cache_put(self, loc: int, gid: int, first: int, entries: list[Entry]) -> None:
         cost = sum(len(e.data) for e in entries) + _ENTRY_OVERHEAD * len(entries)
-        old = self._cache.pop(loc, None)
+        key = (loc, gid)        # an ATOMIC record holds entries of several groups
+        old = self._cache.pop(key, None)
         if old is not None:
             self._cache_bytes -= self._cost(old[1])
-        self._cache[loc] = (first, entries)
+        self._cache[key] = (first, entries)
         self._cache_bytes += cost
         while self._cache_bytes > self._cache_size and len(self._cache) > 1:
             _, (_, dropped) = self._cache.popitem(last=False)
@@ -550,10 +583,11 @@ class WalLogStore:
     def _cost(entries: list[Entry]) -> int:
         return sum(len(e.data) for e in entries) + _ENTRY_OVERHEAD * len(entries)
 
-    def _load(self, loc: int) -> tuple[int, list[Entry]]:
-        hit = self._cache.get(loc)
+    def _load(self, loc: int, gid: int) -> tuple[int, list[Entry]]:
+        """(first index, entries) of group `gid` in the record at `loc`."""
+        hit = self._cache.get((loc, gid))
         if hit is not None:
-            self._cache.move_to_end(loc)
+            self._cache.move_to_end((loc, gid))
             return hit
         seq, offset = loc >> _OFFSET_BITS, loc & _OFFSET_MASK
         seg = self._segments[seq]
@@ -572,10 +606,12 @@ class WalLogStore:
         fields = _unpack(body)
         if rtype == R.ENTRIES:
             first, flat = fields[1], fields[2]
+        elif rtype == R.ATOMIC:
+            first, flat = next((part[1], part[2]) for part in fields if part[0] == gid)
         else:                                   # a checkpoint holding copied entries
             first, flat = fields[9] + 1, fields[11]
         entries = _unflat(first, flat)
-        self._cache_put(loc, first, entries)
+        self._cache_put(loc, gid, first, entries)
         return first, entries
 
     # --- recovery ----------------------------------------------------------------------
@@ -670,6 +706,12 @@ class WalLogStore:
             g._apply_append(off + 1, flat[0::3], [len(d) for d in flat[2::3]], loc)
 
     def _replay(self, rtype: int, f: list, loc: int) -> None:
+        if rtype == R.ATOMIC:
+            for gid, e0, flat in f:
+                g = self._groups[gid]
+                g._fill_hole(e0 - 1)
+                g._apply_append(e0, flat[0::3], [len(d) for d in flat[2::3]], loc)
+            return
         gid = f[0]
         if rtype == R.BATCH:
             return

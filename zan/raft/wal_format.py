@@ -39,6 +39,7 @@ class RecordType(IntEnum):
     SNAPSHOT_META = 9    # same fields: create_snapshot, keeps entries
     COMPACT = 10         # [gid, index, term]
     REMOVE = 11          # [gid]
+    ATOMIC = 12          # [[gid, first_index, flat entries], ...]: ENTRIES of several groups
 
 
 _KNOWN = frozenset(int(t) for t in RecordType)

@@ -38,7 +38,8 @@ __all__ = [
     "T_STRING", "T_HASH", "T_LIST", "T_SET", "T_ZSET", "TYPE_NAMES",
     "META", "EXPIRY", "PARTITION_META",
     "HASH_ELEM", "SET_ELEM", "LIST_ELEM", "ZSET_ELEM", "ZSCORE_ELEM",
-    "meta_key", "pk_of_meta_key", "encode_meta", "decode_meta_header", "META_HEADER",
+    "meta_key", "pk_of_meta_key", "pk_of_record", "encode_meta", "decode_meta_header",
+    "META_HEADER",
     "expiry_key", "decode_expiry_key", "elem_prefix", "decode_elem_key",
     "encode_i64", "decode_i64", "encode_list_seq", "decode_list_seq", "LIST_SEQ_BIAS",
     "encode_score", "decode_score", "sortable_score", "unsortable_score",
@@ -111,6 +112,20 @@ def decode_elem_key(key: bytes) -> tuple[bytes, bytes, int, bytes]:
     pk = key[5:5 + n]
     (version,) = _U64.unpack_from(key, 5 + n)
     return key[:1], pk, version, key[13 + n:]
+
+
+def pk_of_record(key: bytes) -> bytes:
+    """The primary key a data record belongs to: meta, expiry index or element.  (Used
+    to send each record of a command over several partitions to its partition.)"""
+    tag = key[:1]
+    if tag == META:
+        return key[1:]
+    if tag == EXPIRY:
+        return key[9:]
+    if tag >= HASH_ELEM:
+        (n,) = _U32.unpack_from(key, 1)
+        return key[5:5 + n]
+    raise ValueError(f"no primary key in record {key[:16]!r}")
 
 
 def encode_i64(n: int) -> bytes:

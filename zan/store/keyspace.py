@@ -95,6 +95,11 @@ class Txn:
     def changes(self) -> dict[bytes, bytes | None]:
         return self._writes
 
+    def version_for(self, pk: bytes) -> int:
+        """The version of a collection created at `pk`: the index of the entry applying
+        this txn (a txn over several partitions has one entry, and index, in each)."""
+        return self.index
+
     # -- raw access ----------------------------------------------------------------
 
     def get(self, key: bytes) -> bytes | None:
@@ -236,11 +241,12 @@ def remove_key(txn: Txn, pk: bytes) -> None:
     txn.delete(meta_key(pk))
 
 
-def new_collection(txn: Txn, type_: int) -> Meta:
-    """A fresh, empty collection record.  Its version is the entry's log index, unique per
-    partition, so elements of an older incarnation of the same key never reappear."""
+def new_collection(txn: Txn, type_: int, pk: bytes) -> Meta:
+    """A fresh, empty collection record for `pk`.  Its version is the log index of the
+    entry creating it in pk's partition (`Txn.version_for`), unique per partition, so
+    elements of an older incarnation of the same key never reappear."""
     payload = codec.encode_i64(0) * (2 if type_ == T_LIST else 1)
-    return Meta(type_, 0, txn.index, payload)
+    return Meta(type_, 0, txn.version_for(pk), payload)
 
 
 def check_subkey(value: bytes) -> bytes:

@@ -22,12 +22,13 @@ from zan.store.codec import (
 )
 from zan.store.keyspace import DEFAULT_OPTIONS, KeyspaceOptions, Txn
 
-__all__ = ["encode_command_entry", "decode_entry", "PartitionStateMachine", "ENTRY_COMMAND",
-           "ENTRY_NOOP"]
+__all__ = ["encode_command_entry", "encode_effects_entry", "decode_entry",
+           "PartitionStateMachine", "ENTRY_COMMAND", "ENTRY_NOOP", "ENTRY_EFFECTS"]
 
 _ENTRY_FORMAT = 1
 ENTRY_COMMAND = 0
 ENTRY_NOOP = 1
+ENTRY_EFFECTS = 2   # this partition's share of a command over several (zan.store.multi)
 
 
 # One Packer for the process: `msgpack.packb` builds a new one per call, and each new Packer
@@ -39,6 +40,15 @@ _unpackb = partial(msgpack.unpackb, raw=False, use_list=True)
 
 def encode_command_entry(now_ms: int, seed: int, name: str, args: list[bytes]) -> bytes:
     return _pack((_ENTRY_FORMAT, ENTRY_COMMAND, now_ms, seed, name, args))
+
+
+def encode_effects_entry(changes: dict[bytes, bytes | None]) -> bytes:
+    """The records a command over several partitions puts (value) and deletes (None) in
+    one of them: applying them needs neither the command nor the other partitions."""
+    flat = []
+    for key, value in changes.items():
+        flat += (key, value)
+    return _pack((_ENTRY_FORMAT, ENTRY_EFFECTS, flat))
 
 
 def decode_entry(data: bytes) -> tuple:
@@ -99,6 +109,8 @@ class PartitionStateMachine:
         if fields[0] != _ENTRY_FORMAT:
             raise ZanError(f"unknown entry format {fields[0]!r}")
         if fields[1] != ENTRY_COMMAND:
+            if fields[1] == ENTRY_EFFECTS:
+                self._apply_effects(pending, fields[2])
             return None
         _, _, now_ms, seed, name, args = fields
         spec = REGISTRY.get(name)
@@ -140,6 +152,29 @@ class PartitionStateMachine:
             self.expires_count += txn.expires_delta
             changes[EXPIRES_COUNT_KEY] = encode_i64(self.expires_count)
         return reply
+
+    def _apply_effects(self, pending: "_Pending", flat: list) -> None:
+        """Put and delete the records of an effects entry.  The key counts follow from
+        what each meta and expiry record was before, here and now (the sweep may have
+        purged a dead record since the effects were computed)."""
+        changes = pending.changes
+        keys_delta = expires_delta = 0
+        for i in range(0, len(flat), 2):
+            key, value = flat[i], flat[i + 1]
+            tag = key[:1]
+            if tag == META or tag == EXPIRY:
+                delta = (value is not None) - (pending.get(key) is not None)
+                if tag == META:
+                    keys_delta += delta
+                else:
+                    expires_delta += delta
+            changes[key] = value
+        if keys_delta:
+            self.keys_count += keys_delta
+            changes[KEYS_COUNT_KEY] = encode_i64(self.keys_count)
+        if expires_delta:
+            self.expires_count += expires_delta
+            changes[EXPIRES_COUNT_KEY] = encode_i64(self.expires_count)
 
     def purge(self, deletions: dict[bytes, None]) -> None:
         """Physically delete what the sweep found dead: expired keys and the elements of
