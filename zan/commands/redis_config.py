@@ -8,7 +8,6 @@ the node overrides the few it honours or reports as facts (`zan.node.server`).
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -636,7 +635,8 @@ class RedisConfig:
                 raise RespError(f"ERR CONFIG SET failed (possibly related to argument '{shown}') "
                                 f"- {e}") from None
             changed.append(p.name)
-        self.values = staged
+        # In place: partitions' KeyspaceOptions refer to this mapping.
+        self.values.update(staged)
         if self.on_set is not None:
             for name in dict.fromkeys(changed):
                 self.on_set(name, staged[name])

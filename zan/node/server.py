@@ -6,9 +6,15 @@ import os
 import platform
 import resource
 import sys
+import time
 
 from zan import __version__
+from twisted.internet.defer import gatherResults, maybeDeferred
+from twisted.logger import Logger
+
+from zan.commands.introspection import debug_object_line
 from zan.commands.redis_config import RedisConfig
+from zan.errors import RespError
 
 __all__ = ["ServerContext", "REDIS_VERSION"]
 
@@ -26,6 +32,7 @@ def _rss_bytes() -> int:
 
 class ServerContext:
     redis_version = REDIS_VERSION
+    _log = Logger()
 
     def __init__(self, node):
         self._node = node
@@ -77,6 +84,7 @@ class ServerContext:
             "port": lambda: str(node.config.redis_api_port),
             "dir": lambda: os.path.abspath(node.config.data_dir),
             "databases": lambda: "1",
+            "enable-debug-command": lambda: "yes",
             "maxclients": lambda: str(s["maxclients"]),
             "timeout": lambda: str(s["timeout"]),
             "requirepass": lambda: s["requirepass"],
@@ -106,6 +114,40 @@ class ServerContext:
 
     def config_set(self, args: list[bytes]) -> None:
         self.redis_config.set(args)
+
+    # -- DEBUG -----------------------------------------------------------------------
+
+    def debug_sleep(self, seconds: float) -> None:
+        """DEBUG SLEEP: the whole node stops serving for that long, as Redis does."""
+        if seconds > 0:
+            self._log.info("DEBUG SLEEP {seconds}s: the node does not serve meanwhile",
+                           seconds=seconds)
+            time.sleep(seconds)
+
+    def set_active_expire(self, enabled: bool) -> None:
+        self._node.active_expire = enabled
+
+    def reload_storage(self):
+        return self._node.reload_storage()
+
+    def debug_object(self, client, key: bytes):
+        """DEBUG OBJECT: OBJECT ENCODING and REFCOUNT read through the key's partition."""
+        dispatch = self._node.dispatcher.dispatch
+        replies = [maybeDeferred(dispatch, client, [b"OBJECT", sub, key])
+                   for sub in (b"ENCODING", b"REFCOUNT")]
+        replies.append(maybeDeferred(dispatch, client, [b"TYPE", key]))
+
+        def line(results):
+            encoding, refcount, type_ = results
+            if encoding is None:
+                raise RespError("ERR no such key")
+            if bytes(type_) != b"string":
+                return debug_object_line(encoding, refcount, 0)
+            length = dispatch(client, [b"STRLEN", key])
+            return maybeDeferred(lambda: length).addCallback(
+                lambda n: debug_object_line(encoding, refcount, n))
+        return gatherResults(replies, consumeErrors=True).addCallback(line).addErrback(
+            lambda f: f.value.subFailure if hasattr(f.value, "subFailure") else f)
 
     def reset_stats(self) -> None:
         self._node.dispatcher.commands_processed = 0
