@@ -9,7 +9,7 @@ import sys
 import time
 
 from zan import __version__
-from twisted.internet.defer import gatherResults, maybeDeferred
+from twisted.internet.defer import FirstError, gatherResults, maybeDeferred
 from twisted.logger import Logger
 
 from zan.commands.introspection import debug_object_line
@@ -131,23 +131,24 @@ class ServerContext:
         return self._node.reload_storage()
 
     def debug_object(self, client, key: bytes):
-        """DEBUG OBJECT: OBJECT ENCODING and REFCOUNT read through the key's partition."""
-        dispatch = self._node.dispatcher.dispatch
-        replies = [maybeDeferred(dispatch, client, [b"OBJECT", sub, key])
-                   for sub in (b"ENCODING", b"REFCOUNT")]
-        replies.append(maybeDeferred(dispatch, client, [b"TYPE", key]))
+        """DEBUG OBJECT: OBJECT ENCODING and REFCOUNT, TYPE and STRLEN, each read through
+        the key's partition as a client's command would be."""
+        def read(*argv):
+            return maybeDeferred(self._node.dispatcher.dispatch, client, list(argv))
 
         def line(results):
             encoding, refcount, type_ = results
             if encoding is None:
                 raise RespError("ERR no such key")
-            if bytes(type_) != b"string":
-                return debug_object_line(encoding, refcount, 0)
-            length = dispatch(client, [b"STRLEN", key])
+            # Only a string's serialized length is known here: its length.
+            length = read(b"STRLEN", key) if bytes(type_) == b"string" else 0
             return maybeDeferred(lambda: length).addCallback(
                 lambda n: debug_object_line(encoding, refcount, n))
-        return gatherResults(replies, consumeErrors=True).addCallback(line).addErrback(
-            lambda f: f.value.subFailure if hasattr(f.value, "subFailure") else f)
+
+        replies = [read(b"OBJECT", b"ENCODING", key), read(b"OBJECT", b"REFCOUNT", key),
+                   read(b"TYPE", key)]
+        return gatherResults(replies, consumeErrors=True).addCallbacks(
+            line, lambda f: f.trap(FirstError) and f.value.subFailure)
 
     def reset_stats(self) -> None:
         self._node.dispatcher.commands_processed = 0
