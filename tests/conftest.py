@@ -6,8 +6,9 @@ from tests.support.processes import RedisServer
 
 @pytest.fixture(scope="session")
 def redis_server():
-    """A real redis-server 7 for differential tests, shared by the session."""
-    server = RedisServer().start()
+    """A real redis-server 7 for differential tests, shared by the session; DEBUG is
+    enabled, as it always is on Zan."""
+    server = RedisServer("--enable-debug-command", "yes").start()
     try:
         yield server
     finally:

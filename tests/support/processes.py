@@ -102,9 +102,10 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
 class RedisServer:
     """A throw-away redis-server on 127.0.0.1 (no persistence)."""
 
-    def __init__(self):
+    def __init__(self, *extra_args: str):
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="zan-redis-")
+        self.extra_args = list(extra_args)
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "RedisServer":
@@ -113,7 +114,7 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed")
         self.proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir, "--daemonize", "no"],
+             "--appendonly", "no", "--dir", self.dir, "--daemonize", "no", *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, proc=self.proc)
         return self

@@ -7,11 +7,10 @@ DBSIZE, FLUSHDB and FLUSHALL run on every partition (ALL_PARTITIONS) and are mer
 
 from __future__ import annotations
 
-from zan.commands.glob import glob_match
 from zan.commands.table import (
     ADMIN, FAST, LOADING, NO_AUTH, NOSCRIPT, READONLY, REGISTRY, STALE, WRITE, Route, command,
 )
-from zan.commands.util import parse_int
+from zan.commands.util import check_subcommand, help_reply, parse_int
 from zan.errors import SYNTAX, RespError
 from zan.resp.types import OK, PONG, SimpleString
 from zan.store import codec
@@ -189,30 +188,38 @@ command("flushall", -1, (WRITE,), route=Route.ALL_PARTITIONS, first_key=0, last_
 
 # -- CONFIG ------------------------------------------------------------------------------
 
+_CONFIG_HELP = [
+    "GET <pattern>",
+    "    Return parameters matching the glob-like <pattern> and their values.",
+    "SET <directive> <value>",
+    "    Set the configuration <directive> to <value>.",
+    "RESETSTAT",
+    "    Reset statistics reported by the INFO command.",
+    "REWRITE",
+    "    Rewrite the configuration file.",
+]
+
+# CONFIG's subcommands and their arities in Redis (the command and subcommand counted).
+_CONFIG_ARITY = {b"GET": -3, b"SET": -4, b"RESETSTAT": 2, b"REWRITE": 2, b"HELP": 2}
+
+
 @command("config", -2, (ADMIN, NOSCRIPT, LOADING, STALE), summary="Server configuration",
          **_SRV)
 def config(server, client, args):
     sub = args[0].upper()
-    if sub == b"GET" and len(args) >= 2:
-        reply = []
-        seen = set()
-        for pattern in args[1:]:
-            for name, value in server.config_items():
-                if name not in seen and glob_match(pattern.lower(), name.encode()):
-                    seen.add(name)
-                    reply += [name.encode(), value.encode()]
-        return reply
-    if sub == b"SET" and len(args) >= 3 and len(args) % 2 == 1:
-        for i in range(1, len(args), 2):
-            server.config_set(args[i].decode("utf-8", "replace").lower(), args[i + 1])
+    check_subcommand("config", _CONFIG_ARITY, args)
+    if sub == b"GET":
+        return server.config_get(args[1:])
+    if sub == b"SET":
+        server.config_set(args[1:])
         return OK
-    if sub == b"RESETSTAT" and len(args) == 1:
+    if sub == b"RESETSTAT":
         server.reset_stats()
         return OK
-    if sub in (b"GET", b"SET", b"RESETSTAT"):
-        raise RespError(f"ERR wrong number of arguments for 'config|{sub.decode().lower()}' command")
-    raise RespError(f"ERR unknown subcommand '{args[0].decode('utf-8', 'replace')}'. "
-                    "Try CONFIG HELP.")
+    if sub == b"REWRITE":
+        # Zan's configuration file is JSON in ZanRedisDB's shape: never rewritten.
+        raise RespError("ERR The server is running without a config file")
+    return help_reply("CONFIG", _CONFIG_HELP)
 
 
 # -- COMMAND -----------------------------------------------------------------------------

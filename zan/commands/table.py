@@ -99,7 +99,8 @@ class CommandSpec:
         if self.first_key <= 0:
             return range(0)
         last = self.last_key if self.last_key >= 0 else argc + self.last_key
-        return range(self.first_key, last + 1, self.key_step)
+        # A call too short to hold its key (OBJECT HELP) has none.
+        return range(self.first_key, min(last, argc - 1) + 1, self.key_step)
 
 
 REGISTRY: dict[str, CommandSpec] = {}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
-from zan.errors import NOT_INTEGER, RespError
+from zan.errors import NOT_INTEGER, RespError, wrong_arity
+from zan.resp.types import SimpleString
 
-__all__ = ["parse_int", "parse_int_or", "INT64_MIN", "INT64_MAX", "upper", "clamp_range"]
+__all__ = ["parse_int", "parse_int_or", "INT64_MIN", "INT64_MAX", "upper", "clamp_range",
+           "check_subcommand", "help_reply"]
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
@@ -46,3 +48,24 @@ def clamp_range(start: int, end: int, size: int) -> tuple[int, int]:
     if end >= size:
         end = size - 1
     return start, end + 1
+
+
+def check_subcommand(command: str, arities: dict[bytes, int], args: list[bytes]) -> None:
+    """Redis's checks for a container command (CONFIG, OBJECT, DEBUG ...): a known
+    subcommand (`arities`: by upper-case name, Redis's arity of "<command> <subcommand>",
+    both words counted) called with that arity; `args` follows the command's name."""
+    sub = args[0].upper()
+    arity = arities.get(sub)
+    argc = len(args) + 1
+    if arity is None:
+        raise RespError(f"ERR unknown subcommand '{args[0][:128].decode('utf-8', 'replace')}'. "
+                        f"Try {command.upper()} HELP.")
+    if (arity > 0 and argc != arity) or (arity < 0 and argc < -arity):
+        raise wrong_arity(f"{command}|{sub.decode('utf-8', 'replace').lower()}")
+
+
+def help_reply(command: str, lines: list[str]) -> list[SimpleString]:
+    """addReplyHelp: the header, the subcommands' lines, then HELP's own."""
+    header = f"{command} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:"
+    return [SimpleString(line.encode()) for line in
+            [header, *lines, "HELP", "    Prints this help."]]

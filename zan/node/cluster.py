@@ -351,7 +351,8 @@ class StaticCluster(ReplicaHost):
         out = {}
         me = self.config.node_id
         for ns in self.config.namespaces:
-            options = KeyspaceOptions(expiration_policy=ns.expiration_policy)
+            options = KeyspaceOptions(expiration_policy=ns.expiration_policy,
+                                      redis_config=getattr(self.node, "redis_parameters", None))
             for pid in range(ns.partition_num):
                 replicas = replicas_of(self.config, ns, pid)
                 if me not in replicas:

@@ -219,7 +219,8 @@ class EtcdCluster(ReplicaHost):
         path = os.path.join(self.config.data_dir, name)
         self._discard_stale(path, want)
         ns = self._namespace_config(want.namespace, want.meta)
-        options = KeyspaceOptions(expiration_policy=ns.expiration_policy)
+        options = KeyspaceOptions(expiration_policy=ns.expiration_policy,
+                                  redis_config=getattr(self.node, "redis_parameters", None))
         partition = self.open_replica(want.namespace, want.pid, want.group_id, want.replica_id,
                                       options, ns.snap_count, ns.snap_catchup, want.peers)
         self.local[(want.namespace, want.pid)] = partition

@@ -6,10 +6,15 @@ import os
 import platform
 import resource
 import sys
+import time
 
 from zan import __version__
+from twisted.internet.defer import FirstError, gatherResults, maybeDeferred
+from twisted.logger import Logger
+
+from zan.commands.introspection import debug_object_line
+from zan.commands.redis_config import RedisConfig
 from zan.errors import RespError
-from zan.commands.util import parse_int
 
 __all__ = ["ServerContext", "REDIS_VERSION"]
 
@@ -27,10 +32,12 @@ def _rss_bytes() -> int:
 
 class ServerContext:
     redis_version = REDIS_VERSION
+    _log = Logger()
 
     def __init__(self, node):
         self._node = node
         self.stats_reset_clients = 0
+        self.redis_config = self._build_config()
 
     @property
     def requirepass(self) -> str:
@@ -67,46 +74,81 @@ class ServerContext:
 
     # -- CONFIG ----------------------------------------------------------------------
 
-    # name -> (getter, setter or None).  Only harmless parameters; the rest of Redis's
-    # configuration has no meaning here.
-    def config_items(self) -> list[tuple[str, str]]:
-        s = self._node.settings
-        return [
-            ("bind", self._node.config.redis_api_host),
-            ("port", str(self._node.config.redis_api_port)),
-            ("databases", "1"),
-            ("maxclients", str(s["maxclients"])),
-            ("timeout", str(s["timeout"])),
-            ("requirepass", s["requirepass"]),
-            ("maxmemory", "0"),
-            ("maxmemory-policy", "noeviction"),
-            ("save", ""),
-            ("appendonly", "no"),
-            ("appendfsync", "always"),
-            ("proto-max-bulk-len", str(self._node.config.proto_max_bulk_len)),
-            ("cluster-enabled", "no"),
-            ("dir", os.path.abspath(self._node.config.data_dir)),
-        ]
+    def _build_config(self) -> RedisConfig:
+        """Redis's parameters: a few read from the node or honoured by it, the others
+        remembered only (conf/README.md, "Redis parameters")."""
+        node = self._node
+        s = node.settings
+        readers = {
+            "bind": lambda: node.config.redis_api_host,
+            "port": lambda: str(node.config.redis_api_port),
+            "dir": lambda: os.path.abspath(node.config.data_dir),
+            "databases": lambda: "1",
+            "enable-debug-command": lambda: "yes",
+            "maxclients": lambda: str(s["maxclients"]),
+            "timeout": lambda: str(s["timeout"]),
+            "requirepass": lambda: s["requirepass"],
+            "proto-max-bulk-len": lambda: str(self._max_bulk_len()),
+        }
+        return RedisConfig(readers, read_only=("bind", "port", "databases"),
+                           on_set=self._config_changed)
 
-    def config_set(self, name: str, raw: bytes) -> None:
+    def _max_bulk_len(self) -> int:
+        factory = self._node.resp_factory
+        return factory.max_bulk_len if factory is not None else \
+            self._node.config.proto_max_bulk_len
+
+    def _config_changed(self, name: str, value: str) -> None:
         s = self._node.settings
         if name in ("maxclients", "timeout"):
-            try:
-                value = parse_int(raw)
-            except RespError:
-                value = -1
-            if value < (1 if name == "maxclients" else 0):
-                raise RespError(f"ERR CONFIG SET failed (possibly related to argument '{name}') "
-                                f"- argument couldn't be parsed into an integer")
-            s[name] = value
+            s[name] = int(value)
             self._node.settings_changed(name)
         elif name == "requirepass":
-            s[name] = raw.decode("utf-8", "replace")
-        elif name in dict(self.config_items()):
-            raise RespError(f"ERR CONFIG SET failed (possibly related to argument '{name}') "
-                            "- can't set immutable config")
-        else:
-            raise RespError(f"ERR Unknown option or number of arguments for CONFIG SET - '{name}'")
+            s[name] = value
+        elif name == "proto-max-bulk-len":
+            # Connections opened from now on parse with the new limit.
+            self._node.resp_factory.max_bulk_len = int(value)
+
+    def config_get(self, patterns: list[bytes]) -> list[bytes]:
+        return self.redis_config.get(patterns)
+
+    def config_set(self, args: list[bytes]) -> None:
+        self.redis_config.set(args)
+
+    # -- DEBUG -----------------------------------------------------------------------
+
+    def debug_sleep(self, seconds: float) -> None:
+        """DEBUG SLEEP: the whole node stops serving for that long, as Redis does."""
+        if seconds > 0:
+            self._log.info("DEBUG SLEEP {seconds}s: the node does not serve meanwhile",
+                           seconds=seconds)
+            time.sleep(seconds)
+
+    def set_active_expire(self, enabled: bool) -> None:
+        self._node.active_expire = enabled
+
+    def reload_storage(self):
+        return self._node.reload_storage()
+
+    def debug_object(self, client, key: bytes):
+        """DEBUG OBJECT: OBJECT ENCODING and REFCOUNT, TYPE and STRLEN, each read through
+        the key's partition as a client's command would be."""
+        def read(*argv):
+            return maybeDeferred(self._node.dispatcher.dispatch, client, list(argv))
+
+        def line(results):
+            encoding, refcount, type_ = results
+            if encoding is None:
+                raise RespError("ERR no such key")
+            # Only a string's serialized length is known here: its length.
+            length = read(b"STRLEN", key) if bytes(type_) == b"string" else 0
+            return maybeDeferred(lambda: length).addCallback(
+                lambda n: debug_object_line(encoding, refcount, n))
+
+        replies = [read(b"OBJECT", b"ENCODING", key), read(b"OBJECT", b"REFCOUNT", key),
+                   read(b"TYPE", key)]
+        return gatherResults(replies, consumeErrors=True).addCallbacks(
+            line, lambda f: f.trap(FirstError) and f.value.subFailure)
 
     def reset_stats(self) -> None:
         self._node.dispatcher.commands_processed = 0
@@ -133,7 +175,8 @@ class ServerContext:
             "clients": [("connected_clients", len(self.clients)),
                         ("maxclients", node.settings["maxclients"])],
             "memory": [("used_memory", _rss_bytes()), ("used_memory_rss", _rss_bytes()),
-                       ("maxmemory", 0), ("maxmemory_policy", "noeviction")],
+                       ("maxmemory", self.redis_config.value("maxmemory")),
+                       ("maxmemory_policy", self.redis_config.value("maxmemory-policy"))],
             "persistence": [("loading", 0), ("aof_enabled", 0), ("rdb_changes_since_last_save", 0)],
             "stats": [("total_connections_received", self.connections_received),
                       ("total_commands_processed", node.dispatcher.commands_processed),

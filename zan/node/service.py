@@ -19,7 +19,8 @@ from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from zan.errors import ZanError
+from zan.errors import RespError, ZanError
+from zan.resp.types import OK
 from zan.node.config import NodeConfig
 from zan.node.dispatch import NodeDispatcher
 from zan.node.namespaces import KeyRouter
@@ -77,6 +78,8 @@ class NodeService(service.MultiService):
         self.settings = {"requirepass": config.requirepass, "maxclients": config.max_clients,
                          "timeout": config.idle_timeout_s, "stale_read": config.stale_read}
         self._partitions: dict = {}
+        # DEBUG SET-ACTIVE-EXPIRE 0 stops the background purge of expired keys.
+        self.active_expire = True
         self.log_store = None
         self.committer = None      # standalone: the group commit of local partitions
         self.cluster = None        # replicated: Raft groups, transport, forwarding
@@ -140,7 +143,8 @@ class NodeService(service.MultiService):
         self.committer = GroupCommitter(self.reactor, self.log_store,
                                         batch_delay=config.commit_batch_us / 1e6)
         for ns in config.namespaces:
-            options = KeyspaceOptions(expiration_policy=ns.expiration_policy)
+            options = KeyspaceOptions(expiration_policy=ns.expiration_policy,
+                                      redis_config=self.redis_parameters)
             for pid in range(ns.partition_num):
                 name = f"{ns.name}-{pid}"
                 engine = LevelDBEngine(os.path.join(config.data_dir, name),
@@ -214,6 +218,27 @@ class NodeService(service.MultiService):
         self.log_store.close()
         self.log_store = None
 
+    @property
+    def redis_parameters(self):
+        """The Redis parameters' values (CONFIG), as partitions' reads see them."""
+        return self.server_context.redis_config.values
+
+    def reload_storage(self):
+        """DEBUG RELOAD on a standalone node: everything written is synced, then the log
+        and every partition's database are closed and opened again, replaying the log as a
+        restart does.  A replicated node's partitions belong to their Raft groups: refused."""
+        if self.committer is None:
+            raise RespError("ERR DEBUG RELOAD is not supported on a replicated node")
+        self.committer.flush()
+        self.committer.cancel()
+        self.close_storage()
+        self._partitions = {}
+        self.committer = None
+        self._sweep_state.clear()
+        self.open_storage()
+        self._log.info("DEBUG RELOAD: storage closed and opened again")
+        return OK
+
     def settings_changed(self, name: str) -> None:
         if name == "timeout":
             self.resp_factory.idle_timeout = self.settings["timeout"] or None
@@ -236,7 +261,7 @@ class NodeService(service.MultiService):
     # -- background purge of expired keys and dead collection elements ------------------
 
     def sweep_once(self) -> None:
-        if self.log_store is None:
+        if self.log_store is None or not self.active_expire:
             return
         now_ms = int(self.reactor.seconds() * 1000)
         for key, partition in self._partitions.items():

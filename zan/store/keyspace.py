@@ -14,8 +14,8 @@ all if the handler raises.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
-from typing import Iterator, Protocol
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping, Protocol
 
 from zan.errors import RespError, wrongtype
 from zan.store import codec
@@ -48,6 +48,9 @@ class KeyspaceOptions:
     # expired key stays readable until the local sweep deletes it, TTL answers -1 and the
     # TTL cannot be changed.
     expiration_policy: str = WAIT_COMPACT
+    # The node's Redis parameters (CONFIG SET changes them in place), for reads that
+    # report what Redis would (OBJECT ENCODING); None: Redis's defaults.
+    redis_config: Mapping[str, str] | None = field(default=None, compare=False)
 
 
 DEFAULT_OPTIONS = KeyspaceOptions()
