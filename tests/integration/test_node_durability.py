@@ -102,32 +102,95 @@ def test_kill_9_never_leaves_half_of_a_cross_partition_mset():
         if partition_of(a.encode(), 8) != partition_of(b.encode(), 8):
             pairs.append((a, b))
         i += 1
+    last: dict = {}
+
+    def writers(stop):
+        last.clear()
+        return [threading.Thread(target=_pair_writer,
+                                 args=(node.redis_port, w, pairs[w::4], last, stop))
+                for w in range(4)]
+
+    def check():
+        assert sum(1 for v in last.values() if v[0]) > 20, "the load did not get going"
+        c = RawClient(node.redis_port)
+        for (a, b), (acked, in_flight) in last.items():
+            va, vb = c.call("get", a), c.call("get", b)
+            assert va == vb, (a, va, b, vb)
+            # Never acknowledged yet: the pair may also not exist.
+            allowed = {v.encode() for v in (acked, in_flight) if v}
+            if acked is None:
+                allowed.add(None)
+            assert va in allowed, (a, va, allowed)
+        c.close()
+
     node = ZanNode().start()
     try:
-        for round_ in range(3):
-            last: dict = {}
-            stop = threading.Event()
-            threads = [threading.Thread(target=_pair_writer,
-                                        args=(node.redis_port, w, pairs[w::4], last, stop))
-                       for w in range(4)]
-            for t in threads:
-                t.start()
-            time.sleep(1.0 + 0.5 * round_)
-            node.kill()
-            stop.set()
-            for t in threads:
-                t.join(10)
-            assert sum(1 for v in last.values() if v[0]) > 20, "the load did not get going"
-            node.start()
+        _kill_9_rounds(node, writers, check)
+    finally:
+        node.cleanup()
+
+
+def _kill_9_rounds(node, make_threads, check, rounds: int = 3) -> None:
+    """`rounds` times: run the client threads `make_threads(stop)` gives, kill -9 the
+    node under their load, start it again and `check()` what it kept."""
+    for round_ in range(rounds):
+        stop = threading.Event()
+        threads = make_threads(stop)
+        for t in threads:
+            t.start()
+        time.sleep(1.0 + 0.5 * round_)
+        node.kill()
+        stop.set()
+        for t in threads:
+            t.join(10)
+        node.start()
+        check()
+
+
+def _transferer(port, wid, counters, stop, done):
+    """MULTI/EXEC transfers between counters of different partitions."""
+    import random
+
+    def load(c):
+        rng = random.Random(wid)
+        while not stop.is_set():
+            src, dst = rng.sample(counters, 2)
+            amount = str(rng.randint(1, 5))
+            c.call("multi")
+            c.call("decrby", src, amount)
+            c.call("incrby", dst, amount)
+            if not isinstance(c.call("exec"), list):
+                return
+            done.append(1)
+    _with_client(port, load)
+
+
+def test_kill_9_never_breaks_a_multi_exec_transfer():
+    """Transfers between counters with MULTI/EXEC under kill -9, three times: after each
+    restart the counters still sum to what they started with."""
+    from tests.support.node import ZanNode
+
+    counters = [f"counter{i}" for i in range(10)]
+    node = ZanNode().start()
+    try:
+        c = RawClient(node.redis_port)
+        c.call("mset", *[x for k in counters for x in (k, "100")])
+        c.close()
+        done: list = []
+
+        def transferers(stop):
+            done.clear()
+            return [threading.Thread(target=_transferer,
+                                     args=(node.redis_port, w, counters, stop, done))
+                    for w in range(4)]
+
+        def check():
+            assert len(done) > 20, "the load did not get going"
             c = RawClient(node.redis_port)
-            for (a, b), (acked, in_flight) in last.items():
-                va, vb = c.call("get", a), c.call("get", b)
-                assert va == vb, (a, va, b, vb)
-                # Never acknowledged yet: the pair may also not exist.
-                allowed = {v.encode() for v in (acked, in_flight) if v}
-                if acked is None:
-                    allowed.add(None)
-                assert va in allowed, (a, va, allowed)
+            values = [int(v) for v in c.call("mget", *counters)]
             c.close()
+            assert sum(values) == 1000, values
+
+        _kill_9_rounds(node, transferers, check)
     finally:
         node.cleanup()

@@ -30,6 +30,7 @@ from zan.commands.registry import REGISTRY
 from zan.commands.table import NO_AUTH, Route, lookup_command
 from zan.errors import NoLeader, NotLeader, PartitionNotFound, RespError, ZanError, wrong_arity
 from zan.node.namespaces import KeyRouter, partition_of
+from zan.node.transaction import CONTROL as TXN_CONTROL, Transactions
 from zan.store.multi import run_across
 from zan.store.statemachine import encode_command_entry, encode_effects_entry
 
@@ -98,6 +99,7 @@ class NodeDispatcher:
         self.commands_processed = 0
         # Commands the node runs itself rather than by route (the scans): name -> f(spec, argv).
         self.special: dict[str, Callable[[Any, list[bytes]], Any]] = {}
+        self.transactions = Transactions(self)    # MULTI/EXEC/WATCH
         # Replicated nodes: f(partition, spec_name, args, hops) -> Deferred running a
         # partition-level command on the node that leads `partition` (None: refuse).
         self.forwarder: Callable[..., Deferred] | None = None
@@ -124,6 +126,8 @@ class NodeDispatcher:
 
     def dispatch(self, client, argv: list[bytes]):
         self.commands_processed += 1
+        if "multi" in client.extra and argv[0].lower() not in TXN_CONTROL:
+            return self.transactions.queue(client, argv)
         known = self._known.get(argv[0])
         if known is None:
             if argv[0] in _FORWARDED:
@@ -177,6 +181,18 @@ class NodeDispatcher:
         seq.unwatched.clear()
         return seq.pending_writes > 0
 
+    def random_seed(self) -> int:
+        return self._getrandbits(63)
+
+    def log_internal_error(self, name: str) -> None:
+        self._log.failure("running {name}", name=name)
+
+    def locate(self, key: bytes) -> tuple[Partition, bytes]:
+        return self._locate(key)
+
+    def partition_of(self, namespace: str, pid: int) -> Partition:
+        return self._partition(namespace, pid)
+
     def _locate(self, key: bytes) -> tuple[Partition, bytes]:
         """The partition holding `key`, and the key's primary key in it."""
         namespace, pid, pk = self.router.locate(key)
@@ -210,6 +226,7 @@ class NodeDispatcher:
         return known
 
     def connection_closed(self, client) -> None:
+        self.transactions.connection_closed(client)
         seq = client.extra.get("seq")
         if seq is not None:
             seq.queue.clear()

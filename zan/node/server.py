@@ -43,6 +43,11 @@ class ServerContext:
     def requirepass(self) -> str:
         return self._node.settings.get("requirepass", "")
 
+    @property
+    def transactions(self):
+        """MULTI/EXEC/WATCH of the node's connections (`zan.node.transaction`)."""
+        return self._node.dispatcher.transactions
+
     # -- CLIENT ----------------------------------------------------------------------
 
     @property
@@ -63,7 +68,9 @@ class ServerContext:
             ("id", client.id), ("addr", client.addr), ("laddr", self._node.redis_address),
             ("fd", 0), ("name", (client.name or b"").decode("utf-8", "replace")),
             ("age", int(now - client.created)), ("idle", 0), ("flags", "N"), ("db", 0),
-            ("sub", 0), ("psub", 0), ("ssub", 0), ("multi", -1), ("cmd", "client|info"),
+            ("sub", 0), ("psub", 0), ("ssub", 0),
+            ("multi", len(client.extra["multi"]) if "multi" in client.extra else -1),
+            ("cmd", "client|info"),
             ("lib-name", (client.lib_name or b"").decode("utf-8", "replace")),
             ("lib-ver", (client.lib_ver or b"").decode("utf-8", "replace")),
         ]

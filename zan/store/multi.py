@@ -21,7 +21,7 @@ from zan.errors import ZanError
 from zan.store.codec import pk_of_record
 from zan.store.keyspace import DEFAULT_OPTIONS, KeyspaceOptions, ReadSource, Txn
 
-__all__ = ["RoutedSource", "RoutedTxn", "run_across"]
+__all__ = ["RoutedSource", "RoutedTxn", "StagedSource", "run_across"]
 
 
 class RoutedSource:
@@ -48,6 +48,26 @@ class RoutedSource:
             raise ZanError("a scan across partitions is not supported here")
         return self.source_of(start).iterator(start=start, stop=stop, reverse=reverse,
                                               include_value=include_value)
+
+
+class StagedSource:
+    """A writable Txn seen as a read source: its staged writes over what it reads.  A
+    transaction keeps one per partition, and each of its commands runs on a Txn over
+    these, so a command that fails leaves the others' writes as they were."""
+
+    __slots__ = ("txn",)
+
+    def __init__(self, txn: Txn):
+        self.txn = txn
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.txn.get(key)
+
+    def iterator(self, start: bytes | None = None, stop: bytes | None = None, *,
+                 reverse: bool = False, include_value: bool = True) -> Iterator:
+        if not include_value:
+            raise ValueError("a staged source always yields (key, value)")
+        return self.txn.iterate(start, stop, reverse=reverse)
 
 
 class RoutedTxn(Txn):

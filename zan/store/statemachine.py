@@ -18,11 +18,12 @@ from twisted.logger import Logger
 from zan.commands.registry import REGISTRY
 from zan.errors import RespError, ZanError
 from zan.store.codec import (
-    APPLIED_INDEX_KEY, EXPIRES_COUNT_KEY, EXPIRY, KEYS_COUNT_KEY, META, decode_i64, encode_i64,
+    APPLIED_INDEX_KEY, EXPIRES_COUNT_KEY, EXPIRY, KEYS_COUNT_KEY, META, PARTITION_META,
+    decode_i64, encode_i64, pk_of_record,
 )
 from zan.store.keyspace import DEFAULT_OPTIONS, KeyspaceOptions, Txn
 
-__all__ = ["encode_command_entry", "encode_effects_entry", "decode_entry",
+__all__ = ["encode_command_entry", "encode_effects_entry", "decode_entry", "count_changes",
            "PartitionStateMachine", "ENTRY_COMMAND", "ENTRY_NOOP", "ENTRY_EFFECTS"]
 
 _ENTRY_FORMAT = 1
@@ -51,6 +52,21 @@ def encode_effects_entry(changes: dict[bytes, bytes | None]) -> bytes:
     return _pack((_ENTRY_FORMAT, ENTRY_EFFECTS, flat))
 
 
+def count_changes(changes, get) -> tuple[int, int]:
+    """How `changes` ((key, value or None) pairs) move a partition's counts of meta and
+    expiry records, given what `get` reads there before them."""
+    keys_delta = expires_delta = 0
+    for key, value in changes:
+        tag = key[:1]
+        if tag == META or tag == EXPIRY:
+            delta = (value is not None) - (get(key) is not None)
+            if tag == META:
+                keys_delta += delta
+            else:
+                expires_delta += delta
+    return keys_delta, expires_delta
+
+
 def decode_entry(data: bytes) -> tuple:
     """(kind, *fields) of an entry; an empty entry (Raft's no-op) is ENTRY_NOOP."""
     if not data:
@@ -73,6 +89,37 @@ class PartitionStateMachine:
         # DBSIZE counts those too).  Kept in the same batches as the data they count.
         self.keys_count = self._read_counter(KEYS_COUNT_KEY)
         self.expires_count = self._read_counter(EXPIRES_COUNT_KEY)
+        # Keys some connection WATCHes: pk -> [times modified, watchers].  Only these are
+        # followed, so entries cost one test each while nobody watches.
+        self.watched: dict[bytes, list[int]] = {}
+
+    # -- WATCH ---------------------------------------------------------------------
+
+    def watch(self, pk: bytes) -> int:
+        """Follow `pk` for one more watcher; returns how often it was modified so far."""
+        record = self.watched.setdefault(pk, [0, 0])
+        record[1] += 1
+        return record[0]
+
+    def unwatch(self, pk: bytes) -> None:
+        record = self.watched.get(pk)
+        if record is not None:
+            record[1] -= 1
+            if record[1] <= 0:
+                del self.watched[pk]
+
+    def modifications(self, pk: bytes) -> int:
+        record = self.watched.get(pk)
+        return record[0] if record is not None else 0
+
+    def _touched(self, keys) -> None:
+        """Count a modification of every watched key that owns one of these records."""
+        watched = self.watched
+        for key in keys:
+            if key[:1] != PARTITION_META:
+                record = watched.get(pk_of_record(key))
+                if record is not None:
+                    record[0] += 1
 
     def _read_counter(self, key: bytes) -> int:
         raw = self.engine.get(key)
@@ -127,6 +174,8 @@ class PartitionStateMachine:
                 # the pending view itself; None means the handler must run after all.
                 done = direct(pending, args)
                 if done is not None:
+                    if self.watched and args[0] in self.watched:
+                        self.watched[args[0]][0] += 1
                     reply, added = done
                     if added:
                         self.keys_count += 1
@@ -145,6 +194,8 @@ class PartitionStateMachine:
             return RespError("ERR internal error")
         changes = pending.changes
         changes.update(txn.changes)
+        if self.watched:
+            self._touched(txn.changes)
         if txn.keys_delta:
             self.keys_count += txn.keys_delta
             changes[KEYS_COUNT_KEY] = encode_i64(self.keys_count)
@@ -158,23 +209,17 @@ class PartitionStateMachine:
         what each meta and expiry record was before, here and now (the sweep may have
         purged a dead record since the effects were computed)."""
         changes = pending.changes
-        keys_delta = expires_delta = 0
-        for i in range(0, len(flat), 2):
-            key, value = flat[i], flat[i + 1]
-            tag = key[:1]
-            if tag == META or tag == EXPIRY:
-                delta = (value is not None) - (pending.get(key) is not None)
-                if tag == META:
-                    keys_delta += delta
-                else:
-                    expires_delta += delta
-            changes[key] = value
+        pairs = list(zip(flat[0::2], flat[1::2]))
+        keys_delta, expires_delta = count_changes(pairs, pending.get)
+        changes.update(pairs)
         if keys_delta:
             self.keys_count += keys_delta
             changes[KEYS_COUNT_KEY] = encode_i64(self.keys_count)
         if expires_delta:
             self.expires_count += expires_delta
             changes[EXPIRES_COUNT_KEY] = encode_i64(self.expires_count)
+        if self.watched:
+            self._touched(flat[0::2])
 
     def purge(self, deletions: dict[bytes, None]) -> None:
         """Physically delete what the sweep found dead: expired keys and the elements of

@@ -1,0 +1,338 @@
+"""MULTI, EXEC, DISCARD, WATCH and UNWATCH on a standalone node, as Redis 7.0 has them.
+
+Inside MULTI a connection's commands are checked (existence, arity, authentication) and
+queued; an error while queueing makes EXEC answer EXECABORT and run nothing.  EXEC runs
+the queued commands in order as one: it settles every partition they touch (their
+pending writes synced and applied), runs each command on a Txn over that partition's
+writes so far (`zan.store.multi.StagedSource`), so later commands see earlier ones and a
+command that fails (WRONGTYPE) leaves the others as they are, then gives each changed
+partition its writes as one effects entry, all in one log record: the transaction is
+atomic and durable as a whole, and answered once it is applied.
+
+WATCH follows keys in their partitions' state machines, which count every applied write
+that changes a watched key (`PartitionStateMachine.watch`); EXEC answers a null array,
+and runs nothing, when one was modified since it was watched, by anyone, or expired
+since.  A replicated node does not run transactions yet: MULTI and WATCH answer an error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+
+from zan.commands.table import NO_AUTH, Route, lookup_command
+from zan.errors import RespError, ZanError, wrong_arity
+from zan.node.namespaces import partition_of
+from zan.resp.types import NULL_ARRAY, OK, QUEUED
+from zan.store.codec import (
+    EXPIRES_COUNT_KEY, KEYS_COUNT_KEY, PARTITION_META, decode_i64, encode_i64,
+)
+from zan.store.keyspace import Txn, lookup
+from zan.store.multi import RoutedSource, RoutedTxn, StagedSource
+from zan.store.statemachine import count_changes, encode_effects_entry
+
+__all__ = ["Transactions", "CONTROL"]
+
+# Commands a connection inside MULTI runs at once instead of queueing (Redis's list).
+CONTROL = frozenset((b"exec", b"discard", b"multi", b"watch", b"quit", b"reset"))
+
+_MULTI = "multi"            # client.extra: the queued (spec, argv) while inside MULTI
+_FAILED = "multi_failed"    # client.extra: a command failed to queue
+_WATCHED = "watched"        # client.extra: [(partition, pk, modifications, expires)]
+
+# A collection created by the n-th command of a transaction takes the entry's index plus
+# n << 40: still unique in its partition (indexes stay far below 2**40), and distinct
+# for a key deleted and created again within one transaction.
+_COMMAND_VERSION_SHIFT = 40
+
+_NOT_REPLICATED = "ERR transactions are not supported on a replicated node yet"
+
+
+class Transactions:
+    def __init__(self, dispatcher):
+        self._dispatcher = dispatcher
+
+    # -- MULTI and queueing ------------------------------------------------------------
+
+    @staticmethod
+    def in_multi(client) -> bool:
+        return _MULTI in client.extra
+
+    def multi(self, client) -> Any:
+        if _MULTI in client.extra:
+            raise RespError("ERR MULTI calls can not be nested")
+        if not self._dispatcher.local_partitions:
+            raise RespError(_NOT_REPLICATED)
+        client.extra[_MULTI] = []
+        return OK
+
+    def queue(self, client, argv: list[bytes]) -> Any:
+        """Check and queue one command of a connection inside MULTI."""
+        try:
+            spec = lookup_command(argv)
+            argc, arity = len(argv), spec.arity
+            if argc != arity and (arity > 0 or argc < -arity):
+                raise wrong_arity(spec.name)
+            d = self._dispatcher
+            if d.requirepass and not client.authenticated and NO_AUTH not in spec.flags:
+                raise RespError("NOAUTH Authentication required.")
+            if spec.name in d.special:
+                # Cursor commands keep per-connection state outside the keyspace.
+                raise RespError(f"ERR {spec.name.upper()} is not supported inside MULTI")
+        except ZanError:
+            client.extra[_FAILED] = True
+            raise
+        client.extra[_MULTI].append((spec, argv))
+        return QUEUED
+
+    def discard(self, client) -> Any:
+        if _MULTI not in client.extra:
+            raise RespError("ERR DISCARD without MULTI")
+        self._end(client)
+        return OK
+
+    def connection_closed(self, client) -> None:
+        self._end(client)
+
+    def _end(self, client) -> None:
+        client.extra.pop(_MULTI, None)
+        client.extra.pop(_FAILED, None)
+        self.unwatch(client)
+
+    # -- WATCH ---------------------------------------------------------------------
+
+    def watch(self, client, keys: list[bytes]) -> Any:
+        if _MULTI in client.extra:
+            raise RespError("ERR WATCH inside MULTI is not allowed")
+        d = self._dispatcher
+        if not d.local_partitions:
+            raise RespError(_NOT_REPLICATED)
+        located = [d.locate(key) for key in keys]
+        parts = {id(p): p for p, _ in located}
+        if parts:
+            # Writes proposed before WATCH (this connection's too) come before it.
+            next(iter(parts.values())).committer.settle(parts.values())
+        now_ms = d.now_ms()
+        watched = client.extra.setdefault(_WATCHED, [])
+        for partition, pk in located:
+            sm = partition.state_machine
+            watched.append((partition, pk, sm.watch(pk), self._alive_until(sm, pk, now_ms)))
+        return OK
+
+    def unwatch(self, client) -> Any:
+        for partition, pk, _, _ in client.extra.pop(_WATCHED, ()):
+            partition.state_machine.unwatch(pk)
+        return OK
+
+    @staticmethod
+    def _alive_until(sm, pk: bytes, now_ms: int) -> int:
+        """When a live key expires (0: never, or it does not exist)."""
+        meta = lookup(Txn(sm.engine, now_ms=now_ms, options=sm.options), pk)
+        return meta.expire_at if meta is not None else 0
+
+    def _watch_broken(self, client, now_ms: int) -> bool:
+        for partition, pk, seen, expires in client.extra.get(_WATCHED, ()):
+            sm = partition.state_machine
+            if sm.modifications(pk) != seen or (expires and expires <= now_ms):
+                return True
+        return False
+
+    # -- EXEC ----------------------------------------------------------------------
+
+    def exec(self, client) -> Any:
+        extra = client.extra
+        if _MULTI not in extra:
+            raise RespError("ERR EXEC without MULTI")
+        queued = extra.pop(_MULTI)
+        failed = extra.pop(_FAILED, False)
+        try:
+            if failed:
+                raise RespError("EXECABORT Transaction discarded because of previous errors.")
+            return self._run(client, queued)
+        finally:
+            self.unwatch(client)
+
+    def _run(self, client, queued) -> Any:
+        d = self._dispatcher
+        commands = [self._plan(spec, argv) for spec, argv in queued]
+        touched: dict[tuple[str, int], Any] = {}
+        for partition, _, _, _ in client.extra.get(_WATCHED, ()):
+            touched[(partition.namespace, partition.pid)] = partition
+        for plan in commands:
+            for key in plan.partitions:
+                touched[key] = d.partition_of(*key)
+        if touched:
+            next(iter(touched.values())).committer.settle(touched.values())
+        now_ms = d.now_ms()
+        if self._watch_broken(client, now_ms):
+            return NULL_ARRAY
+        staged = _Staged(touched, d.router, now_ms, d.random_seed())
+        replies = []
+        for n, plan in enumerate(commands):
+            replies.append(plan.run(self, client, staged, n))
+        shares = staged.shares()
+        if not shares:
+            return replies
+        done = next(iter(touched.values())).committer.propose_atomic(shares)
+        return done.addCallback(lambda _: replies)
+
+    def _plan(self, spec, argv) -> "_Planned":
+        """Where a queued command runs: its keys' partitions (with the keys turned into
+        primary keys), every partition, or none (a server command)."""
+        route = spec.route
+        d = self._dispatcher
+        if route is Route.SERVER:
+            return _Planned(spec, argv[1:], None, ())
+        if route is Route.ALL_PARTITIONS:
+            return _Planned(spec, argv[1:], None,
+                            tuple((p.namespace, p.pid) for p in d.partitions.partitions()))
+        if route is Route.MULTI_KEY and (len(argv) - spec.first_key) % max(spec.key_step, 1):
+            return _Planned.failing(spec, wrong_arity(spec.name))
+        args = list(argv[1:])
+        namespaces = set()
+        parts = set()
+        try:
+            for pos in spec.key_positions_of(argv):
+                r = d.router.route(argv[pos])
+                args[pos - 1] = r.pk
+                namespaces.add(r.namespace)
+                parts.add((r.namespace, r.partition))
+        except ZanError as e:
+            return _Planned.failing(spec, e)
+        if len(namespaces) > 1:
+            return _Planned.failing(spec, RespError(
+                "CROSSSLOT Keys in request don't hash to the same slot"))
+        namespace = namespaces.pop() if namespaces else None
+        return _Planned(spec, args, namespace, tuple(parts))
+
+
+class _Planned:
+    __slots__ = ("spec", "args", "namespace", "partitions", "error")
+
+    def __init__(self, spec, args, namespace, partitions, error=None):
+        self.spec = spec
+        self.args = args
+        self.namespace = namespace
+        self.partitions = partitions
+        self.error = error
+
+    @classmethod
+    def failing(cls, spec, error: ZanError) -> "_Planned":
+        return cls(spec, [], None, (), error)
+
+    def run(self, owner: Transactions, client, staged: "_Staged", n: int) -> Any:
+        if self.error is not None:
+            return self.error
+        spec = self.spec
+        try:
+            if spec.route is Route.SERVER:
+                return self._server_command(owner, client)
+            if spec.route is Route.ALL_PARTITIONS:
+                return spec.merge([staged.run_on(pid_key, spec, self.args, n)
+                                   for pid_key in self.partitions])
+            if not self.partitions:     # no key: the handler reports the bad arguments
+                return spec.handler(staged.scratch(), self.args)
+            return staged.run_across(self.namespace, [pid for _, pid in self.partitions],
+                                     spec, self.args, n)
+        except ZanError as e:
+            return e
+        except Exception:
+            owner._dispatcher.log_internal_error(spec.name)
+            return RespError("ERR internal error")
+
+    def _server_command(self, owner: Transactions, client) -> Any:
+        name = self.spec.name
+        if name == "unwatch":
+            return owner.unwatch(client)
+        result = self.spec.handler(owner._dispatcher.server, client, self.args)
+        if isinstance(result, Deferred):
+            raise RespError(f"ERR {name} cannot run inside a transaction")
+        return result
+
+
+class _Nothing:
+    @staticmethod
+    def get(key: bytes) -> None:
+        return None
+
+    @staticmethod
+    def iterator(*args, **kwargs):
+        return iter(())
+
+
+class _Staged:
+    """A transaction's writes so far, one writable Txn per partition it touches."""
+
+    def __init__(self, partitions: dict, router, now_ms: int, seed: int):
+        self._partitions = partitions
+        self._router = router
+        self._now_ms = now_ms
+        self._seed = seed
+        self._txns: dict[tuple[str, int], Txn] = {}
+
+    def _base(self, key: tuple[str, int]) -> Txn:
+        txn = self._txns.get(key)
+        if txn is None:
+            sm = self._partitions[key].state_machine
+            txn = self._txns[key] = Txn(sm.engine, now_ms=self._now_ms, writable=True,
+                                        options=sm.options)
+        return txn
+
+    def _version_base(self, key: tuple[str, int], n: int) -> int:
+        return self._partitions[key].next_index + (n << _COMMAND_VERSION_SHIFT)
+
+    def run_across(self, namespace: str, pids: list[int], spec, args, n: int) -> Any:
+        count = self._router.partition_count(namespace)
+
+        def route(pk: bytes) -> int:
+            return partition_of(pk, count)
+
+        keys = {pid: (namespace, pid) for pid in pids}
+        sources = {pid: StagedSource(self._base(key)) for pid, key in keys.items()}
+        indexes = {pid: self._version_base(key, n) for pid, key in keys.items()}
+        sm = self._partitions[keys[pids[0]]].state_machine
+        txn = RoutedTxn(RoutedSource(sources, route), route, indexes, now_ms=self._now_ms,
+                        seed=self._seed + n, writable=spec.is_write, options=sm.options,
+                        index=max(indexes.values()))
+        reply = spec.handler(txn, args)
+        if spec.is_write:
+            for pid, changes in txn.changes_by_partition().items():
+                self._stage(keys[pid], changes)
+        return reply
+
+    def _stage(self, key: tuple[str, int], changes: dict) -> None:
+        """Add a command's changes to the partition's, keeping its key counts current for
+        the commands after it (DBSIZE); the counts are left out of the share, whose
+        application derives them anew."""
+        base = self._base(key)
+        keys_delta, expires_delta = count_changes(changes.items(), base.get)
+        base.changes.update(changes)
+        for counter, delta in ((KEYS_COUNT_KEY, keys_delta),
+                               (EXPIRES_COUNT_KEY, expires_delta)):
+            if delta:
+                raw = base.get(counter)
+                base.changes[counter] = encode_i64((decode_i64(raw) if raw else 0) + delta)
+
+    def run_on(self, key: tuple[str, int], spec, args, n: int) -> Any:
+        """An every-partition command's part on one partition."""
+        sm = self._partitions[key].state_machine
+        txn = Txn(StagedSource(self._base(key)), now_ms=self._now_ms, seed=self._seed + n,
+                  index=self._version_base(key, n), writable=spec.is_write,
+                  options=sm.options)
+        reply = spec.handler(txn, args)
+        if spec.is_write:
+            self._stage(key, txn.changes)
+        return reply
+
+    def scratch(self) -> Txn:
+        """A Txn over nothing, for a command with no key to report its arguments."""
+        return Txn(_Nothing(), now_ms=self._now_ms)
+
+    def shares(self) -> list[tuple[Any, bytes]]:
+        out = []
+        for key, txn in self._txns.items():
+            records = {k: v for k, v in txn.changes.items() if k[:1] != PARTITION_META}
+            if records:
+                out.append((self._partitions[key], encode_effects_entry(records)))
+        return out
