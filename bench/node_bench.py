@@ -10,15 +10,21 @@ of bench/bare_server.py (GET/SET on a dict: what Twisted and Python cost with no
 the floor server of bench/floor_server.py (GET/SET made durable and stored as Zan does,
 and nothing more: what no design on this stack avoids) and redis-server (no persistence),
 rotating the order each round; it prints the median requests/s of each and the ratios.
-Then it loads --keys keys into a fresh node and prints its RSS and the time a restart
-takes until it answers again.
+Then, against redis-server with `appendonly yes` and `appendfsync always` (every write
+fsynced, as Zan's are), it measures transactions (`MULTI`, 10 `SET`s of keys spread over
+the partitions, `EXEC`; 50 connections, each sending its next transaction once the last
+is answered) and `ZUNIONSTORE` of two 100-member sorted sets (redis-benchmark -c 50), and
+prints both and their ratio.  Then it loads --keys keys into a fresh node and prints its
+RSS and the time a restart takes until it answers again.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import re
+import selectors
 import shutil
 import signal
 import socket
@@ -89,15 +95,103 @@ def zan_server(data_dir: str, port: int, http_port: int) -> Server:
 
 
 def redis_benchmark(port: int, test: str, pipeline: int, n: int) -> float:
+    return _benchmark_figure(["-r", "100000", "-P", str(pipeline), "-t", test], port, n)
+
+
+def _benchmark_figure(args: list[str], port: int, n: int) -> float:
+    """Requests/s of `redis-benchmark -c 50 -n n` with `args`, from its CSV output."""
     out = subprocess.run(
-        ["redis-benchmark", "-p", str(port), "-c", "50", "-n", str(n), "-r", "100000",
-         "-P", str(pipeline), "-t", test, "--csv"],
+        ["redis-benchmark", "-p", str(port), "-c", "50", "-n", str(n), "--csv", *args],
         capture_output=True, text=True, timeout=1800).stdout
     for line in out.splitlines():
         fields = [f.strip('"') for f in line.split(",")]
         if len(fields) > 1 and re.match(r"[0-9.]+$", fields[1]):
             return float(fields[1])
-    raise RuntimeError(f"no figure from redis-benchmark for {test}: {out!r}")
+    raise RuntimeError(f"no figure from redis-benchmark {args}: {out!r}")
+
+
+def _command(*words: bytes) -> bytes:
+    return b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words)
+
+
+def multi_exec_rate(port: int, transactions: int, clients: int = 50, sets: int = 10) -> float:
+    """Transactions/s: `clients` connections each send MULTI, `sets` SETs and EXEC in one
+    write, read the replies, then send the next (one event loop: the load generator's
+    Python costs the same against every server)."""
+    import hiredis
+
+    rng = random.Random(7)
+
+    def transaction() -> bytes:
+        keys = [b"tx:%d" % rng.randrange(100000) for _ in range(sets)]
+        return _command(b"MULTI") + b"".join(_command(b"SET", k, b"v") for k in keys) + \
+            _command(b"EXEC")
+    requests = [transaction() for _ in range(256)]
+    selector = selectors.DefaultSelector()
+    readers = {}
+    sent = done = 0
+    start = time.monotonic()
+    for _ in range(clients):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setblocking(False)
+        readers[sock] = [hiredis.Reader(), 0]
+        selector.register(sock, selectors.EVENT_READ)
+        sock.sendall(requests[sent % len(requests)])
+        sent += 1
+    while done < transactions:
+        for key, _ in selector.select():
+            sock = key.fileobj
+            reader, got = readers[sock]
+            reader.feed(sock.recv(1 << 16))
+            while reader.gets() is not False:
+                got += 1
+                if got == sets + 2:
+                    got = 0
+                    done += 1
+                    if sent < transactions:
+                        sock.setblocking(True)
+                        sock.sendall(requests[sent % len(requests)])
+                        sock.setblocking(False)
+                        sent += 1
+            readers[sock][1] = got
+    elapsed = time.monotonic() - start
+    for sock in readers:
+        selector.unregister(sock)
+        sock.close()
+    return transactions / elapsed
+
+
+def zunionstore_rate(port: int, n: int) -> float:
+    """ZUNIONSTORE of two 100-member sorted sets, redis-benchmark -c 50 (0: unsupported)."""
+    load = b"".join(_command(b"ZADD", name, b"%d" % i, b"m%d" % (i * step))
+                    for name, step in ((b"za", 1), (b"zb", 2)) for i in range(100))
+    subprocess.run(["redis-cli", "-p", str(port), "--pipe"], input=load, capture_output=True,
+                   timeout=60)
+    probe = subprocess.run(["redis-cli", "-p", str(port), "zunionstore", "zdst", "2", "za", "zb"],
+                           capture_output=True, text=True, timeout=60).stdout
+    if not probe.strip().isdigit():
+        return 0.0
+    return _benchmark_figure(["zunionstore", "zdst", "2", "za", "zb"], port, n)
+
+
+def multi_key_table(zan: "Server", aof_redis: "Server", n: int, rounds: int) -> None:
+    """Transactions and ZUNIONSTORE against redis-server fsyncing every write."""
+    figures: dict[tuple[str, str], list[float]] = {}
+    for rnd in range(rounds):
+        order = (zan, aof_redis) if rnd % 2 == 0 else (aof_redis, zan)
+        for s in order:
+            flush(s.port)
+            figures.setdefault(("multi_exec", s.name), []).append(
+                multi_exec_rate(s.port, max(500, n // 20)))
+            figures.setdefault(("zunionstore", s.name), []).append(
+                zunionstore_rate(s.port, max(1000, n // 10)))
+    print(f"\nagainst redis-server with appendfsync always (median of {rounds} round(s))\n")
+    print(f"{'test':<12} {'zan':>10} {'redis-aof':>10} {'zan/redis':>10}")
+    for test, unit in (("multi_exec", "txn/s: MULTI, 10 SETs over the partitions, EXEC"),
+                       ("zunionstore", "ZUNIONSTORE of two 100-member sets")):
+        z = statistics.median(figures[(test, zan.name)])
+        r = statistics.median(figures[(test, aof_redis.name)])
+        print(f"{test:<12} {_figure(z):>10} {_figure(r):>10} {_ratio(z, r):>10}   {unit}")
 
 
 def flush(port: int) -> None:
@@ -139,6 +233,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--tests", default=DEFAULT_TESTS)
     ap.add_argument("--keys", type=int, default=1000000, help="keys for the RSS/restart figure (0: skip)")
+    ap.add_argument("--multi-key", type=int, default=1, metavar="ROUNDS",
+                    help="rounds of the transaction and ZUNIONSTORE figures (0: skip)")
     args = ap.parse_args()
     for tool in ("redis-benchmark", "redis-server", "redis-cli"):
         if shutil.which(tool) is None:
@@ -192,6 +288,24 @@ def main() -> None:
     finally:
         for s in servers:
             s.stop()
+
+    if args.multi_key:
+        aof_port = free_port()
+        aof_dir = os.path.join(tmp, "redis-aof")
+        os.makedirs(aof_dir)
+        zan_dir = os.path.join(tmp, "zan-multi")
+        os.makedirs(zan_dir)
+        pair = [zan_server(zan_dir, free_port(), free_port()),
+                Server("redis-aof", ["redis-server", "--port", str(aof_port), "--bind",
+                                     "127.0.0.1", "--save", "", "--appendonly", "yes",
+                                     "--appendfsync", "always", "--dir", aof_dir], aof_port)]
+        try:
+            for s in pair:
+                s.start()
+            multi_key_table(pair[0], pair[1], args.n, args.multi_key)
+        finally:
+            for s in pair:
+                s.stop()
 
     if args.keys:
         data = os.path.join(tmp, "zan-keys")

@@ -30,6 +30,9 @@ def test_the_benchmark_prints_every_server_and_ratio():
             row = rf"^{test}\s+{pipeline}\s+\d+\s+\d+\s+\d+\s+\d+\s+\d\.\d\d\s+\d\.\d\d\s+\d\.\d\d$"
             assert re.search(row, out.stdout, re.M), out.stdout
     assert re.search(r"2000 keys loaded .* DBSIZE after restart 2000$", out.stdout, re.M), out.stdout
+    # Transactions against redis-server fsyncing every write, with the ratio.
+    assert re.search(r"^multi_exec\s+\d+\s+\d+\s+\d\.\d\d ", out.stdout, re.M), out.stdout
+    assert re.search(r"^zunionstore\s+\S+\s+\d+\s+\S+ ", out.stdout, re.M), out.stdout
 
 
 def test_the_floor_server_keeps_acknowledged_writes(tmp_path):

@@ -8,6 +8,7 @@ from twisted.internet.defer import Deferred
 
 from tests.unit.test_node_dispatch import Node, client, node, run  # noqa: F401 (fixture)
 from zan.errors import RespError
+from zan.resp.types import NULL_ARRAY
 from zan.node.namespaces import partition_of
 from zan.store.statemachine import ENTRY_EFFECTS, decode_entry
 
@@ -121,3 +122,53 @@ def test_shares_are_replayed_from_the_log_into_a_database_that_lost_them(tmp_pat
     assert settle(n2, run(n2, client(), "mget", a, b)) == [b"1", b"2"]
     assert settle(n2, run(n2, client(), "dbsize")) == 3
     n2.close()
+
+
+def _with_transactions(node):
+    from types import SimpleNamespace
+    node.dispatcher.server = SimpleNamespace(transactions=node.dispatcher.transactions)
+
+
+def _transaction(node, c, *commands):
+    assert run(node, c, "multi") == b"OK"
+    for argv in commands:
+        assert run(node, c, *argv) == b"QUEUED"
+    return run(node, c, "exec")
+
+
+def test_transactions_of_one_turn_build_on_each_other_without_extra_syncs(node):
+    """Two EXECs over the same partitions in one turn: the second reads the first's
+    changes before they are applied, and both share the turn's one sync."""
+    _with_transactions(node)
+    a, b = keys_in_distinct_partitions(4, 2)
+    first = _transaction(node, client(1), ("incr", a), ("incr", b), ("dbsize",))
+    second = _transaction(node, client(2), ("incr", a), ("incr", b), ("dbsize",))
+    syncs = node.committer.syncs
+    node.clock.advance(0)
+    assert first.result == [1, 1, 2] and second.result == [2, 2, 2]
+    assert node.committer.syncs == syncs + 1
+    assert settle(node, run(node, client(), "mget", a, b)) == [b"2", b"2"]
+
+
+def test_a_watched_key_changed_by_an_unapplied_transaction_aborts_exec(node):
+    _with_transactions(node)
+    a, b = keys_in_distinct_partitions(4, 2)
+    watcher, other = client(1), client(2)
+    assert run(node, watcher, "watch", a) == b"OK"
+    pending = _transaction(node, other, ("set", a, "theirs"), ("set", b, "x"))
+    assert not pending.called
+    mine = _transaction(node, watcher, ("set", a, "mine"))
+    node.clock.advance(0)
+    assert pending.result == [b"OK", b"OK"]
+    assert settle(node, mine) is NULL_ARRAY
+    assert settle(node, run(node, client(), "get", a)) == b"theirs"
+
+
+def test_a_command_pending_under_a_transaction_is_settled_first(node):
+    _with_transactions(node)
+    a, b = keys_in_distinct_partitions(4, 2)
+    set_first = run(node, client(1), "set", a, "5")
+    both = _transaction(node, client(2), ("incr", a), ("incr", b))
+    assert set_first.called                 # the transaction settled its partition
+    node.clock.advance(0)
+    assert both.result == [6, 1]

@@ -31,8 +31,9 @@ from zan.commands.table import NO_AUTH, Route, lookup_command
 from zan.errors import NoLeader, NotLeader, PartitionNotFound, RespError, ZanError, wrong_arity
 from zan.node.namespaces import KeyRouter, partition_of
 from zan.node.transaction import CONTROL as TXN_CONTROL, Transactions
-from zan.store.multi import run_across
-from zan.store.statemachine import encode_command_entry, encode_effects_entry
+from zan.store.keyspace import Txn
+from zan.store.multi import StagedSource, run_across
+from zan.store.statemachine import encode_command_entry
 
 __all__ = ["Partition", "PartitionSet", "NodeDispatcher"]
 
@@ -430,7 +431,8 @@ class NodeDispatcher:
         def route(pk: bytes) -> int:
             return partition_of(pk, count)
 
-        sources = {pid: p.state_machine.engine for pid, p in parts.items()}
+        sources = {pid: StagedSource(Txn(p.state_machine.engine, now_ms=0, over=p.overlay))
+                   for pid, p in parts.items()}
         now_ms, seed = self.now_ms(), self._getrandbits(63)
         options = next(iter(parts.values())).state_machine.options
         if not spec.is_write:
@@ -442,7 +444,7 @@ class NodeDispatcher:
         indexes = {pid: p.next_index for pid, p in parts.items()}
         reply, changes = run_across(spec.handler, args, sources, route, now_ms=now_ms,
                                     seed=seed, indexes=indexes, options=options)
-        shares = [(parts[pid], encode_effects_entry(ch)) for pid, ch in changes.items() if ch]
+        shares = [(parts[pid], ch) for pid, ch in changes.items() if ch]
         if not shares:
             return reply
         d = committer.propose_atomic(shares)

@@ -26,7 +26,10 @@ from twisted.python.failure import Failure
 from zan.errors import Stopping, StorageError
 from zan.raft.storage import GroupLog, LogStore
 from zan.raft.types import Entry
-from zan.store.statemachine import PartitionStateMachine
+from zan.store.codec import EXPIRES_COUNT_KEY, KEYS_COUNT_KEY, decode_i64, encode_i64
+from zan.store.statemachine import (
+    PartitionStateMachine, count_changes, encode_effects_entry, is_effects_entry,
+)
 
 __all__ = ["GroupCommitter", "LocalPartition"]
 
@@ -60,19 +63,21 @@ class GroupCommitter:
             self._call = self._reactor.callLater(self._batch_delay, self.flush)
 
     def settle(self, partitions) -> None:
-        """Make every write pending on `partitions` durable and applied now, so that a
-        write over them sees, and follows, all of them."""
-        while any(p.has_pending() for p in partitions):
+        """Make every command pending on `partitions` durable and applied now, so that a
+        write over them sees, and follows, all of them: the changes of pending shares
+        are known already (`LocalPartition.overlay`)."""
+        while any(p.has_pending_commands() for p in partitions):
             self.flush()
 
-    def propose_atomic(self, shares: list[tuple["LocalPartition", bytes]]) -> Deferred:
-        """Give each partition its share (one entry) of a write over several: the shares
-        reach the log in one record.  Fires once every share is applied.  The
-        partitions must be settled (see `settle`)."""
+    def propose_atomic(self, shares: list[tuple["LocalPartition", dict]]) -> Deferred:
+        """Give each partition its share (one entry: the changes it makes there) of a
+        write over several: the shares reach the log in one record.  Fires once every
+        share is applied.  The partitions must be settled (see `settle`)."""
         parts = []
         applied = []
-        for partition, data in shares:
-            index, d = partition.reserve(data)
+        for partition, changes in shares:
+            data = encode_effects_entry(changes)
+            index, d = partition.add_share(data, changes)
             parts.append((partition, Entry(_TERM, index, data=data)))
             applied.append(d)
         self._atomic.append(parts)
@@ -133,6 +138,13 @@ class LocalPartition:
         self._snap_count = snap_count
         self._pending: deque[tuple[int, bytes, Deferred]] = deque()
         self._unpersisted: list[Entry] = []
+        # Shares of writes over several partitions given since the last command entry
+        # was applied (their changes are known before they are applied), and how many
+        # command entries are pending (their changes are not): a write over several
+        # partitions reads the database under `overlay`, and must settle only partitions
+        # with a command pending.
+        self.overlay: dict[bytes, bytes | None] = {}
+        self._pending_commands = 0
         self._next_index = group_log.last_index() + 1
         self.stopped = False
         # The Partition interface's read(name, args, now_ms, seed): the state machine's own,
@@ -170,12 +182,37 @@ class LocalPartition:
 
     def propose(self, data: bytes) -> Deferred:
         index, d = self.reserve(data)
+        self._pending_commands += 1
         self._unpersisted.append(Entry(_TERM, index, data=data))
         self._committer.schedule(self)
         return d
 
     def has_pending(self) -> bool:
         return bool(self._pending)
+
+    def has_pending_commands(self) -> bool:
+        return self._pending_commands > 0
+
+    def add_share(self, data: bytes, changes: dict[bytes, bytes | None]) -> tuple[int, Deferred]:
+        """Reserve the next index for a share of a write over several partitions whose
+        `changes` are known: later such writes read them in `overlay` until applied.
+        Watched keys count the modification now, when the write takes its place."""
+        index, d = self.reserve(data)
+        overlay = self.overlay
+        engine = self.state_machine.engine
+
+        def get(key):
+            return overlay[key] if key in overlay else engine.get(key)
+        deltas = count_changes(changes.items(), get)
+        overlay.update(changes)
+        # The key counts as they will be (DBSIZE in a later transaction reads them).
+        for counter, delta in zip((KEYS_COUNT_KEY, EXPIRES_COUNT_KEY), deltas):
+            if delta:
+                raw = get(counter)
+                overlay[counter] = encode_i64((decode_i64(raw) if raw else 0) + delta)
+        if self.state_machine.watched:
+            self.state_machine.touched(changes)
+        return index, d
 
     @property
     def next_index(self) -> int:
@@ -209,6 +246,13 @@ class LocalPartition:
         while pending and pending[0][0] <= upto:
             batch.append(pending.popleft())
         if batch:
+            applied_commands = sum(1 for _, data, _ in batch if not is_effects_entry(data))
+            self._pending_commands -= applied_commands
+            if applied_commands or not pending:
+                # A command's changes are in the database now, under what the overlay
+                # holds: drop it (a share after a pending command cannot exist, see
+                # GroupCommitter.settle).
+                self.overlay = {}
             try:
                 replies = self.state_machine.apply_many([(index, data) for index, data, _ in batch])
             except Exception as e:
@@ -219,6 +263,7 @@ class LocalPartition:
                 d.callback(reply)
 
     def fail_pending(self, upto: int, failure) -> None:
+        self.overlay = {}
         pending = self._pending
         while pending and pending[0][0] <= upto:
             _, _, d = pending.popleft()

@@ -30,7 +30,7 @@ from zan.store.codec import (
 )
 from zan.store.keyspace import Txn, lookup
 from zan.store.multi import RoutedSource, RoutedTxn, StagedSource
-from zan.store.statemachine import count_changes, encode_effects_entry
+from zan.store.statemachine import count_changes
 
 __all__ = ["Transactions", "CONTROL"]
 
@@ -116,8 +116,8 @@ class Transactions:
         now_ms = d.now_ms()
         watched = client.extra.setdefault(_WATCHED, [])
         for partition, pk in located:
-            sm = partition.state_machine
-            watched.append((partition, pk, sm.watch(pk), self._alive_until(sm, pk, now_ms)))
+            watched.append((partition, pk, partition.state_machine.watch(pk),
+                            self._alive_until(partition, pk, now_ms)))
         return OK
 
     def unwatch(self, client) -> Any:
@@ -126,9 +126,11 @@ class Transactions:
         return OK
 
     @staticmethod
-    def _alive_until(sm, pk: bytes, now_ms: int) -> int:
+    def _alive_until(partition, pk: bytes, now_ms: int) -> int:
         """When a live key expires (0: never, or it does not exist)."""
-        meta = lookup(Txn(sm.engine, now_ms=now_ms, options=sm.options), pk)
+        sm = partition.state_machine
+        view = StagedSource(Txn(sm.engine, now_ms=0, over=partition.overlay))
+        meta = lookup(Txn(view, now_ms=now_ms, options=sm.options), pk)
         return meta.expire_at if meta is not None else 0
 
     def _watch_broken(self, client, now_ms: int) -> bool:
@@ -274,8 +276,11 @@ class _Staged:
     def _base(self, key: tuple[str, int]) -> Txn:
         txn = self._txns.get(key)
         if txn is None:
-            sm = self._partitions[key].state_machine
-            txn = self._txns[key] = Txn(sm.engine, now_ms=self._now_ms, writable=True,
+            partition = self._partitions[key]
+            sm = partition.state_machine
+            # Over the shares given before and not applied yet.
+            below = StagedSource(Txn(sm.engine, now_ms=0, over=partition.overlay))
+            txn = self._txns[key] = Txn(below, now_ms=self._now_ms, writable=True,
                                         options=sm.options)
         return txn
 
@@ -329,10 +334,10 @@ class _Staged:
         """A Txn over nothing, for a command with no key to report its arguments."""
         return Txn(_Nothing(), now_ms=self._now_ms)
 
-    def shares(self) -> list[tuple[Any, bytes]]:
+    def shares(self) -> list[tuple[Any, dict]]:
         out = []
         for key, txn in self._txns.items():
             records = {k: v for k, v in txn.changes.items() if k[:1] != PARTITION_META}
             if records:
-                out.append((self._partitions[key], encode_effects_entry(records)))
+                out.append((self._partitions[key], records))
         return out

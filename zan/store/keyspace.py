@@ -71,9 +71,12 @@ class Txn:
                  "writable", "_disk_expire", "keys_delta", "expires_delta")
 
     def __init__(self, source: ReadSource, *, now_ms: int, index: int = 0, seed: int = 0,
-                 writable: bool = False, options: KeyspaceOptions = DEFAULT_OPTIONS):
+                 writable: bool = False, options: KeyspaceOptions = DEFAULT_OPTIONS,
+                 over: dict[bytes, bytes | None] | None = None):
+        """`over`: changes to read over `source` (shared, not copied: a read-only view of
+        writes not applied yet); a writable Txn stages its own writes there."""
         self._source = source
-        self._writes: dict[bytes, bytes | None] = {}
+        self._writes: dict[bytes, bytes | None] = over if over is not None else {}
         self.now_ms = now_ms
         self.index = index          # log index of the entry being applied; 0 for reads
         self._seed = seed

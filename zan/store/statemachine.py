@@ -52,6 +52,13 @@ def encode_effects_entry(changes: dict[bytes, bytes | None]) -> bytes:
     return _pack((_ENTRY_FORMAT, ENTRY_EFFECTS, flat))
 
 
+_EFFECTS_HEAD = _pack((_ENTRY_FORMAT, ENTRY_EFFECTS, []))[:3]
+
+
+def is_effects_entry(data: bytes) -> bool:
+    return data[:3] == _EFFECTS_HEAD
+
+
 def count_changes(changes, get) -> tuple[int, int]:
     """How `changes` ((key, value or None) pairs) move a partition's counts of meta and
     expiry records, given what `get` reads there before them."""
@@ -112,7 +119,7 @@ class PartitionStateMachine:
         record = self.watched.get(pk)
         return record[0] if record is not None else 0
 
-    def _touched(self, keys) -> None:
+    def touched(self, keys) -> None:
         """Count a modification of every watched key that owns one of these records."""
         watched = self.watched
         for key in keys:
@@ -195,7 +202,7 @@ class PartitionStateMachine:
         changes = pending.changes
         changes.update(txn.changes)
         if self.watched:
-            self._touched(txn.changes)
+            self.touched(txn.changes)
         if txn.keys_delta:
             self.keys_count += txn.keys_delta
             changes[KEYS_COUNT_KEY] = encode_i64(self.keys_count)
@@ -218,8 +225,6 @@ class PartitionStateMachine:
         if expires_delta:
             self.expires_count += expires_delta
             changes[EXPIRES_COUNT_KEY] = encode_i64(self.expires_count)
-        if self.watched:
-            self._touched(flat[0::2])
 
     def purge(self, deletions: dict[bytes, None]) -> None:
         """Physically delete what the sweep found dead: expired keys and the elements of
