@@ -291,3 +291,20 @@ def test_stale_reads_are_served_by_followers_and_normal_reads_are_not(cluster):
     cluster.net.heal()
     cluster.run(2.0)
     assert cluster.call(follower, "stale.get", k) == b"v2"
+
+
+def test_hash_tagged_keys_share_a_partition_for_commands_that_need_one(tmp_path):
+    """Keys written for Redis Cluster ({tag}) run multi-key commands on a replicated
+    node, where keys of different partitions answer CROSSSLOT."""
+    from tests.support.inprocess import InProcessCluster
+    c = InProcessCluster(tmp_path, partition_num=8)
+    try:
+        for pid in range(8):
+            c.wait_leader(pid)
+        assert c.call(1, "sadd", "{u1}:a", "x", "y") == 2
+        assert c.call(2, "sadd", "{u1}:b", "y", "z") == 2
+        assert c.call(3, "sinterstore", "{u1}:both", "{u1}:a", "{u1}:b") == 1
+        assert c.call(1, "smembers", "{u1}:both") == [b"y"]
+        assert c.call(2, "smove", "{u1}:a", "{u1}:b", "x") == 1
+    finally:
+        c.close()

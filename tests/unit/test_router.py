@@ -33,3 +33,22 @@ def test_without_compat_mode_keys_need_a_known_namespace():
         router("").route(b"users:notable")
     with pytest.raises(RespError, match="invalid key size"):
         router().route(b"k" * 10241)
+
+
+@pytest.mark.parametrize("key,hashed", [
+    (b"{user1}:following", b"user1"), (b"{user1}:followers", b"user1"),
+    (b"foo{}{bar}", b"foo{}{bar}"), (b"foo{{bar}}zap", b"{bar"),
+    (b"foo{bar}{zap}", b"bar"), (b"plain", b"plain"), (b"open{only", b"open{only"),
+])
+def test_hash_tags_follow_redis_cluster(key, hashed):
+    from zan.node.namespaces import hash_tag
+    assert hash_tag(key) == hashed
+    r = router().route(key)
+    assert (r.namespace, r.pk, r.partition) == ("default", key, partition_of(hashed, 8))
+    assert router().partition_of_pk("default", key) == r.partition
+
+
+def test_hash_tags_do_not_move_keys_of_other_namespaces():
+    r = router().route(b"users:t:{x}y")
+    assert r.partition == partition_of(b"t:{x}y", 16)
+    assert router().partition_of_pk("users", b"t:{x}y") == r.partition

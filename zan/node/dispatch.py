@@ -29,7 +29,7 @@ from twisted.python.failure import Failure
 from zan.commands.registry import REGISTRY
 from zan.commands.table import NO_AUTH, Route, lookup_command
 from zan.errors import NoLeader, NotLeader, PartitionNotFound, RespError, ZanError, wrong_arity
-from zan.node.namespaces import KeyRouter, partition_of
+from zan.node.namespaces import KeyRouter
 from zan.node.transaction import CONTROL as TXN_CONTROL, Transactions
 from zan.store.keyspace import Txn
 from zan.store.multi import StagedSource, run_across
@@ -426,10 +426,9 @@ class NodeDispatcher:
         all earlier ones, then gives each changed partition its share in one log record
         and answers once all shares are applied."""
         parts = {pid: self._partition(namespace, pid) for pid in pids}
-        count = self.router.partition_count(namespace)
 
         def route(pk: bytes) -> int:
-            return partition_of(pk, count)
+            return self.router.partition_of_pk(namespace, pk)
 
         sources = {pid: StagedSource(Txn(p.state_machine.engine, now_ms=0, over=p.overlay))
                    for pid, p in parts.items()}

@@ -23,7 +23,6 @@ from twisted.internet.defer import Deferred
 
 from zan.commands.table import NO_AUTH, Route, lookup_command
 from zan.errors import RespError, ZanError, wrong_arity
-from zan.node.namespaces import partition_of
 from zan.resp.types import NULL_ARRAY, OK, QUEUED
 from zan.store.codec import (
     EXPIRES_COUNT_KEY, KEYS_COUNT_KEY, PARTITION_META, decode_i64, encode_i64,
@@ -288,10 +287,8 @@ class _Staged:
         return self._partitions[key].next_index + (n << _COMMAND_VERSION_SHIFT)
 
     def run_across(self, namespace: str, pids: list[int], spec, args, n: int) -> Any:
-        count = self._router.partition_count(namespace)
-
         def route(pk: bytes) -> int:
-            return partition_of(pk, count)
+            return self._router.partition_of_pk(namespace, pk)
 
         keys = {pid: (namespace, pid) for pid in pids}
         sources = {pid: StagedSource(self._base(key)) for pid, key in keys.items()}
