@@ -7,7 +7,7 @@ from zan.commands import keys, server, strings  # noqa: F401
 from zan.commands import hashes, sets  # noqa: F401
 from zan.commands import lists, zsets  # noqa: F401
 from zan.commands import introspection  # noqa: F401
-from zan.commands import keyspace  # noqa: F401
+from zan.commands import keyspace, zset_algebra  # noqa: F401
 
 REGISTRY = table.REGISTRY
 

@@ -80,18 +80,21 @@ class CommandSpec:
     def is_write(self) -> bool:
         return WRITE in self.flags
 
-    def key_positions_of(self, argv: list[bytes]) -> range:
-        """Positions in argv (name = 0) of the keys of this call.  An invalid key count
-        yields no keys: the handler reports it."""
+    def key_positions_of(self, argv: list[bytes]) -> range | list[int]:
+        """Positions in argv (name = 0) of the keys of this call.  With a key count, the
+        keys it counts follow a destination key placed before the count, if any
+        (ZUNIONSTORE dst numkeys key ...).  An invalid key count yields no counted keys:
+        the handler reports it."""
         if self.numkeys_at:
+            before = [pos for pos in self.key_positions(len(argv)) if pos < self.numkeys_at]
             try:
                 n = int(argv[self.numkeys_at])
             except (ValueError, IndexError):
-                return range(0)
+                return before
             start = self.numkeys_at + 1
             if n < 1 or start + n > len(argv):
-                return range(0)
-            return range(start, start + n)
+                return before
+            return before + list(range(start, start + n))
         return self.key_positions(len(argv))
 
     def key_positions(self, argc: int) -> range:
