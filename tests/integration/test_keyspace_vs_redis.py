@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from tests.support.harness import normalize
-from tests.support.processes import RawClient, RedisServer
+from tests.support.differential import both, check, node_and_redis
+from tests.support.processes import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -27,28 +27,10 @@ def one_db_redis():
 
 @pytest.fixture
 def pair(zan_node, one_db_redis):
-    zan, redis = RawClient(zan_node.redis_port), one_db_redis.client()
-    zan.call("flushall")
-    redis.call("flushall")
-    try:
-        yield zan, redis
-    finally:
-        zan.close()
-        redis.close()
-
-
-def both(pair, *argv):
-    zan, redis = pair
-    mine, theirs = normalize(zan.call(*argv)), normalize(redis.call(*argv))
-    return mine, theirs
-
-
-def check(pair, *argv, unordered=False):
-    mine, theirs = both(pair, *argv)
-    if unordered and isinstance(mine, list) and isinstance(theirs, list):
-        mine, theirs = sorted(mine), sorted(theirs)
-    assert mine == theirs, (argv, mine, theirs)
-    return mine
+    redis = one_db_redis.client()
+    with node_and_redis(zan_node.redis_port, redis) as clients:
+        yield clients
+    redis.close()
 
 
 def seed_weights(pair):

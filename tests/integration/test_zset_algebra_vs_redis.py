@@ -6,8 +6,7 @@ import random
 
 import pytest
 
-from tests.support.harness import normalize
-from tests.support.processes import RawClient
+from tests.support.differential import check, node_and_redis
 
 pytestmark = pytest.mark.integration
 
@@ -19,19 +18,8 @@ WEIGHTS = ["1", "2", "0", "-1", "0.5", "inf", "x", "nan", "1e400"]
 
 @pytest.fixture
 def pair(zan_node, redis):
-    zan = RawClient(zan_node.redis_port)
-    zan.call("flushall")
-    try:
-        yield zan, redis
-    finally:
-        zan.close()
-
-
-def check(pair, *argv):
-    zan, redis = pair
-    mine, theirs = normalize(zan.call(*argv)), normalize(redis.call(*argv))
-    assert mine == theirs, (argv, mine, theirs)
-    return mine
+    with node_and_redis(zan_node.redis_port, redis) as clients:
+        yield clients
 
 
 def keys_arg(rng):
