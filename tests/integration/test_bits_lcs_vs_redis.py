@@ -107,7 +107,11 @@ CASES = [
     ("lcs", "key1", "key2", "IDX", "LEN"), ("lcs", "key1", "key2", "MINMATCHLEN"),
     ("lcs", "key1", "key2", "MINMATCHLEN", "x"), ("lcs", "key1", "key2", "FOO"),
     ("lcs", "key1", "nokey"), ("lcs", "key1", "nokey", "IDX"), ("lcs", "key1", "l"),
-    ("lcs", "l", "key1", "FOO"), ("lcs", "key1"),
+    ("lcs", "l", "key1", "FOO"),
+    # Wrong arity and wrong type, every command.
+    ("lcs", "key1"), ("bitop", "and", "d"), ("bitfield",), ("bitfield_ro",),
+    ("bitop", "and", "d", "l"), ("bitop", "not", "d", "l"), ("bitfield", "l", "GET", "u8", "0"),
+    ("bitfield", "l", "SET", "u8", "0", "1"), ("bitfield_ro", "l"), ("lcs", "l", "l"),
 ]
 
 

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tests.support.differential import both, check, node_and_redis
+from tests.support.node import ZanNode
 from tests.support.processes import RedisServer
 
 pytestmark = pytest.mark.integration
@@ -217,3 +218,44 @@ def test_move_swapdb_time_and_arity(pair):
     assert zan.call("randomkey") in (b"a", b"b")
     check(pair, "flushall")
     check(pair, "randomkey")
+
+
+def test_namespaced_keys_and_sort_patterns(one_db_redis):
+    """In a namespace other than the compat one, KEYS and RANDOMKEY spell keys with the
+    namespace, and SORT's patterns name keys of the sorted key's namespace; what Redis
+    answers for the same key names.  A pattern naming another namespace reads as missing."""
+    namespaces = [{"name": "default", "partition_num": 4}, {"name": "app", "partition_num": 4}]
+    node = ZanNode(server_conf={"namespaces": namespaces, "default_namespace": "default"}).start()
+    redis = one_db_redis.client()
+    try:
+        with node_and_redis(node.redis_port, redis) as pair:
+            setup = [("rpush", "app:t:l", "3", "1", "2", "10"), ("set", "w_1", "x"),
+                     ("mset", "app:t:w_1", "4", "app:t:w_2", "3", "app:t:w_3", "2"),
+                     ("hset", "app:t:h_2", "f", "two"), ("hset", "app:t:h_10", "f", "ten"),
+                     ("set", "plain", "v"), ("sadd", "app:u:s", "b", "a")]
+            for argv in setup:
+                check(pair, *argv)
+            check(pair, "keys", "*", unordered=True)
+            check(pair, "keys", "app:t:*", unordered=True)
+            check(pair, "keys", "app:?:[sl]", unordered=True)
+            for argv in [("sort", "app:t:l", "by", "app:t:w_*", "get", "#", "get", "app:t:h_*->f"),
+                         ("sort", "app:t:l", "by", "app:t:w_*", "desc", "limit", "1", "2"),
+                         ("sort", "app:t:l", "by", "app:t:h_*->f", "alpha", "get", "app:t:w_*"),
+                         ("sort", "app:t:l", "get", "#", "store", "app:t:out"),
+                         ("lrange", "app:t:out", "0", "-1"), ("sort", "app:u:s", "alpha"),
+                         ("rename", "app:t:l", "app:u:l"), ("copy", "app:u:l", "app:t:l2"),
+                         ("lrange", "app:t:l2", "0", "-1")]:
+                check(pair, *argv)
+            zan = pair[0]
+            # Keys of the compat namespace are not the app namespace's to read.
+            assert zan.call("sort", "app:u:l", "get", "w_*") == [None] * 4
+            # Every weight missing: all score 0, so the elements' bytes decide.
+            assert zan.call("sort", "app:u:l", "by", "w_*", "get", "#") == [
+                b"1", b"10", b"2", b"3"]
+            assert str(zan.call("sort", "app:u:l", "store", "other")).startswith("CROSSSLOT")
+            assert str(zan.call("rename", "app:u:l", "plain")).startswith("CROSSSLOT")
+            every = set(zan.call("keys", "*"))
+            assert {zan.call("randomkey") for _ in range(20)} <= every
+    finally:
+        redis.close()
+        node.cleanup()

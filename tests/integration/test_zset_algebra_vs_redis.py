@@ -105,6 +105,13 @@ CASES = [
     ("rpush", "l1", "a", "b", "c"), ("lmpop", "2", "nokey", "l1", "RIGHT", "COUNT", "2"),
     ("lmpop", "2", "l1", "str", "LEFT", "COUNT", "5"), ("exists", "l1"),
     ("lmpop", "1", "str", "LEFT"), ("lmpop", "1", "nokey", "LEFT"),
+    # Wrong arity and wrong type, every command.
+    ("zunion",), ("zinter", "1"), ("zdiff",), ("zintercard", "1"), ("zunionstore", "d", "1"),
+    ("zinterstore", "d"), ("zdiffstore", "d", "1"), ("zmpop", "1", "za"), ("lmpop", "1"),
+    ("zunion", "1", "str"), ("zinter", "2", "zb", "str"), ("zdiff", "2", "zb", "str"),
+    ("zintercard", "1", "str"), ("zunionstore", "d", "1", "str"),
+    ("zinterstore", "d", "2", "str", "zb"), ("zdiffstore", "d", "1", "str"),
+    ("zmpop", "1", "str", "MAX"), ("lmpop", "1", "zb", "RIGHT"),
 ]
 
 
