@@ -259,3 +259,20 @@ def test_namespaced_keys_and_sort_patterns(one_db_redis):
     finally:
         redis.close()
         node.cleanup()
+
+
+NEW_COMMANDS = ("keys randomkey rename renamenx copy move swapdb time sort sort_ro zunion "
+                "zinter zdiff zunionstore zinterstore zdiffstore zintercard zmpop lmpop bitop "
+                "bitfield bitfield_ro lcs").split()
+
+
+def test_command_info_and_getkeys_of_the_new_commands(pair):
+    zan, redis = pair
+    for name in NEW_COMMANDS:
+        # Name, arity, flags and key range; ACL categories and key specs are not modelled.
+        assert zan.call("command", "info", name)[0][:6] == redis.call("command", "info", name)[0][:6]
+    for argv in [("zunionstore", "d", "2", "a", "b"), ("zunion", "2", "a", "b"),
+                 ("sort", "a", "limit", "0", "1", "store", "b"), ("sort_ro", "a", "by", "b"),
+                 ("bitop", "and", "d", "a", "b"), ("lcs", "a", "b"), ("zmpop", "2", "a", "b", "min"),
+                 ("rename", "a", "b"), ("copy", "a", "b", "replace")]:
+        check(pair, "command", "getkeys", *argv)

@@ -9,7 +9,7 @@ wrap exactly as redis-server does.
 from __future__ import annotations
 
 from zan.commands.strings import BIT_OFFSET_ERR, MAX_BIT_OFFSET, put_string, update_string
-from zan.commands.table import DENYOOM, READONLY, WRITE, Route, command
+from zan.commands.table import DENYOOM, FAST, READONLY, WRITE, Route, command
 from zan.commands.util import parse_int
 from zan.errors import SYNTAX, RespError
 from zan.store.keyspace import (
@@ -221,7 +221,7 @@ def bitfield(txn: Txn, args: list[bytes]):
     return _bitfield(txn, args, readonly=False)
 
 
-@command("bitfield_ro", -2, (READONLY,), group="bitmap", since="6.0.0",
+@command("bitfield_ro", -2, (READONLY, FAST), group="bitmap", since="6.0.0",
          summary="Perform arbitrary bitfield integer operations on strings. Read-only "
                  "variant of BITFIELD")
 def bitfield_ro(txn: Txn, args: list[bytes]):

@@ -20,7 +20,7 @@ from zan.commands.glob import glob_match
 from zan.commands.lists import ListView
 from zan.commands.sets import set_members
 from zan.commands.table import (
-    DENYOOM, FAST, LOADING, RANDOM, READONLY, STALE, WRITE, Route, command,
+    DENYOOM, FAST, LOADING, MOVABLEKEYS, READONLY, REGISTRY, STALE, WRITE, Route, command,
 )
 from zan.commands.util import parse_int
 from zan.commands.zsets import ZSetView
@@ -87,7 +87,7 @@ def _first_key(replies):
     return next((reply[1] for reply in replies if reply[0]), None)
 
 
-@command("randomkey", 1, (READONLY, RANDOM), route=Route.ALL_PARTITIONS, first_key=0,
+@command("randomkey", 1, (READONLY,), route=Route.ALL_PARTITIONS, first_key=0,
          last_key=0, key_step=0, merge=_first_key, summary="Return a random key from the keyspace")
 def randomkey(txn: Txn, args: list[bytes]):
     """One partition's ``[number of live keys, one of them chosen with txn.rng]``: the
@@ -409,16 +409,18 @@ def _sort(txn: Txn, args: list[bytes], readonly: bool):
     return len(values)
 
 
-@command("sort", -2, (WRITE, DENYOOM), group="generic",
+@command("sort", -2, (WRITE, DENYOOM, MOVABLEKEYS), group="generic",
          summary="Sort the elements in a list, set or sorted set")
 def sort(txn: Txn, args: list[bytes]):
     return _sort(txn, args, readonly=False)
 
 
-@command("sort_ro", -2, (READONLY,), group="generic", since="7.0.0",
+@command("sort_ro", -2, (READONLY, MOVABLEKEYS), group="generic", since="7.0.0",
          summary="Sort the elements in a list, set or sorted set. Read-only variant of SORT.")
 def sort_ro(txn: Txn, args: list[bytes]):
     return _sort(txn, args, readonly=True)
 
 
 SORT_COMMANDS = ("sort", "sort_ro")
+# SORT_RO has no STORE: its one key is the sorted one.
+REGISTRY["sort"].extra["key_positions"] = sort_keys_of

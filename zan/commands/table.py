@@ -30,7 +30,7 @@ from zan.errors import RespError, wrong_arity
 
 __all__ = ["Route", "CommandSpec", "command", "REGISTRY", "lookup_command", "check_arity",
            "WRITE", "READONLY", "FAST", "DENYOOM", "ADMIN", "NOSCRIPT", "LOADING", "STALE",
-           "NO_AUTH", "RANDOM"]
+           "NO_AUTH", "RANDOM", "MOVABLEKEYS"]
 
 # Flags, spelled as COMMAND INFO prints them.
 WRITE = "write"
@@ -43,6 +43,7 @@ LOADING = "loading"
 STALE = "stale"
 NO_AUTH = "no_auth"
 RANDOM = "random"
+MOVABLEKEYS = "movablekeys"
 
 
 class Route(enum.Enum):
@@ -74,6 +75,8 @@ class CommandSpec:
     allow_stale: bool = False
     # Commands like SINTERCARD name their key count at this argv position; the keys follow it.
     numkeys_at: int = 0
+    # "key_positions": f(argv) -> positions of the keys, for commands whose keys
+    # options name (SORT ... STORE dst).
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -85,6 +88,9 @@ class CommandSpec:
         keys it counts follow a destination key placed before the count, if any
         (ZUNIONSTORE dst numkeys key ...).  An invalid key count yields no counted keys:
         the handler reports it."""
+        custom = self.extra.get("key_positions")
+        if custom is not None:
+            return custom(argv)
         if self.numkeys_at:
             before = [pos for pos in self.key_positions(len(argv)) if pos < self.numkeys_at]
             try:

@@ -12,7 +12,7 @@ import math
 
 from zan.commands.lists import ListView
 from zan.commands.sets import set_members
-from zan.commands.table import DENYOOM, READONLY, WRITE, Route, command
+from zan.commands.table import DENYOOM, MOVABLEKEYS, READONLY, WRITE, Route, command
 from zan.commands.util import parse_int, parse_limit
 from zan.commands.zset_args import format_score, parse_score
 from zan.commands.zsets import ZSetView
@@ -164,49 +164,50 @@ def _store(txn: Txn, dst: bytes, outcome) -> int:
     return out.count
 
 
-_READ = dict(route=Route.SAME_PARTITION, numkeys_at=1, first_key=1, last_key=-1,
+# Redis declares no fixed key range for these (first_key 0) beyond a destination.
+_READ = dict(route=Route.SAME_PARTITION, numkeys_at=1, first_key=0, last_key=0, key_step=0,
              group="sorted_set", since="6.2.0")
-_STORE = dict(route=Route.SAME_PARTITION, numkeys_at=2, first_key=1, last_key=-1,
+_STORE = dict(route=Route.SAME_PARTITION, numkeys_at=2, first_key=1, last_key=1,
               group="sorted_set")
 
 
-@command("zunion", -3, (READONLY,), summary="Add multiple sorted sets", **_READ)
+@command("zunion", -3, (READONLY, MOVABLEKEYS), summary="Add multiple sorted sets", **_READ)
 def zunion(txn: Txn, args: list[bytes]):
     return _reply(_zsetop(txn, args, 0, _UNION, "zunion"))
 
 
-@command("zinter", -3, (READONLY,), summary="Intersect multiple sorted sets", **_READ)
+@command("zinter", -3, (READONLY, MOVABLEKEYS), summary="Intersect multiple sorted sets", **_READ)
 def zinter(txn: Txn, args: list[bytes]):
     return _reply(_zsetop(txn, args, 0, _INTER, "zinter"))
 
 
-@command("zdiff", -3, (READONLY,), summary="Subtract multiple sorted sets", **_READ)
+@command("zdiff", -3, (READONLY, MOVABLEKEYS), summary="Subtract multiple sorted sets", **_READ)
 def zdiff(txn: Txn, args: list[bytes]):
     return _reply(_zsetop(txn, args, 0, _DIFF, "zdiff"))
 
 
-@command("zunionstore", -4, (WRITE, DENYOOM), since="2.0.0",
+@command("zunionstore", -4, (WRITE, DENYOOM, MOVABLEKEYS), since="2.0.0",
          summary="Add multiple sorted sets and store the resulting sorted set in a new key",
          **_STORE)
 def zunionstore(txn: Txn, args: list[bytes]):
     return _store(txn, args[0], _zsetop(txn, args, 1, _UNION, "zunionstore", store=True))
 
 
-@command("zinterstore", -4, (WRITE, DENYOOM), since="2.0.0",
+@command("zinterstore", -4, (WRITE, DENYOOM, MOVABLEKEYS), since="2.0.0",
          summary="Intersect multiple sorted sets and store the resulting sorted set in a "
                  "new key", **_STORE)
 def zinterstore(txn: Txn, args: list[bytes]):
     return _store(txn, args[0], _zsetop(txn, args, 1, _INTER, "zinterstore", store=True))
 
 
-@command("zdiffstore", -4, (WRITE, DENYOOM), since="6.2.0",
+@command("zdiffstore", -4, (WRITE, DENYOOM, MOVABLEKEYS), since="6.2.0",
          summary="Subtract multiple sorted sets and store the resulting sorted set in a "
                  "new key", **_STORE)
 def zdiffstore(txn: Txn, args: list[bytes]):
     return _store(txn, args[0], _zsetop(txn, args, 1, _DIFF, "zdiffstore", store=True))
 
 
-@command("zintercard", -3, (READONLY,), summary="Intersect multiple sorted sets and return "
+@command("zintercard", -3, (READONLY, MOVABLEKEYS), summary="Intersect multiple sorted sets and return "
          "the cardinality of the result", **dict(_READ, since="7.0.0"))
 def zintercard(txn: Txn, args: list[bytes]):
     return _zsetop(txn, args, 0, _INTER, "zintercard", cardinality_only=True)
@@ -250,7 +251,7 @@ def _pop_first(txn: Txn, keys: list[bytes], open_view, pop) -> list | object:
     return NULL_ARRAY
 
 
-@command("zmpop", -4, (WRITE,),
+@command("zmpop", -4, (WRITE, MOVABLEKEYS),
          summary="Remove and return members with scores in a sorted set",
          **dict(_READ, since="7.0.0"))
 def zmpop(txn: Txn, args: list[bytes]):
@@ -265,7 +266,7 @@ def zmpop(txn: Txn, args: list[bytes]):
     return _pop_first(txn, keys, ZSetView.open, pop)
 
 
-@command("lmpop", -4, (WRITE,), summary="Pop elements from a list",
+@command("lmpop", -4, (WRITE, MOVABLEKEYS), summary="Pop elements from a list",
          **dict(_READ, group="list", since="7.0.0"))
 def lmpop(txn: Txn, args: list[bytes]):
     keys, left, count = _mpop_request(args, {b"LEFT": True, b"RIGHT": False})

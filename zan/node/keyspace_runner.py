@@ -18,7 +18,7 @@ import random
 
 from twisted.internet.defer import FirstError, gatherResults, maybeDeferred
 
-from zan.commands.keyspace import SORT_COMMANDS, sort_keys_of
+from zan.commands.keyspace import SORT_COMMANDS
 from zan.errors import RespError
 from zan.node.dispatch import CROSSSLOT
 
@@ -90,7 +90,7 @@ class KeyspaceRunner:
 
     def sort(self, spec, argv):
         dispatcher = self._dispatcher
-        positions = sort_keys_of(argv)
+        positions = list(spec.key_positions_of(argv))
         routes = [dispatcher.router.route(argv[pos]) for pos in positions]
         args = list(argv[1:])
         for pos, route in zip(positions, routes):
