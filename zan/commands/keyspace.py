@@ -14,7 +14,6 @@ partitions read as missing.
 from __future__ import annotations
 
 import math
-import re
 
 from zan.commands.glob import glob_match
 from zan.commands.lists import ListView
@@ -23,6 +22,7 @@ from zan.commands.table import (
     DENYOOM, FAST, LOADING, MOVABLEKEYS, READONLY, REGISTRY, STALE, WRITE, Route, command,
 )
 from zan.commands.util import parse_int
+from zan.commands.zset_args import strtod_full
 from zan.commands.zsets import ZSetView
 from zan.errors import SYNTAX, RespError, wrongtype
 from zan.resp.types import OK
@@ -32,7 +32,7 @@ from zan.store.codec import (
     ZSCORE_ELEM, ZSET_ELEM, decode_meta_header, elem_prefix, prefix_end,
 )
 from zan.store.keyspace import (
-    WAIT_COMPACT, Meta, Txn, lookup, lookup_as, remove_key, store_meta,
+    Meta, Txn, expired, lookup, remove_key, store_meta,
 )
 
 __all__ = ["copy_key", "sort_keys_of", "SORT_COMMANDS"]
@@ -51,9 +51,7 @@ _ELEMENT_TAGS = {T_HASH: (HASH_ELEM,), T_SET: (SET_ELEM,), T_LIST: (LIST_ELEM,),
 def _live_keys(txn: Txn):
     """Primary keys of the partition's live keys, in byte order."""
     for key, value in txn.iterate(META, prefix_end(META)):
-        _, expire_at, _ = decode_meta_header(value)
-        if expire_at and expire_at <= txn.now_ms and \
-                txn.options.expiration_policy == WAIT_COMPACT:
+        if expired(decode_meta_header(value)[1], txn.now_ms, txn.options):
             continue
         yield codec.pk_of_meta_key(key)
 
@@ -290,41 +288,18 @@ def lookup_by_pattern(txn: Txn, pattern: bytes, element: bytes) -> bytes | None:
     return txn.get(elem_prefix(HASH_ELEM, pk, meta.version) + field)
 
 
-# C's strtod over a whole string: what SORT accepts as a number.
-_DECIMAL = re.compile(rb"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\Z")
-_HEX = re.compile(rb"[+-]?0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][+-]?\d+)?\Z")
-_SPECIAL = re.compile(rb"[+-]?(?:inf|infinity|nan(?:\([0-9A-Za-z_]*\))?)\Z", re.IGNORECASE)
-
-
 def sort_score(raw: bytes) -> float | None:
     """The double C's strtod reads from all of `raw` (up to a NUL, where C strings end),
     or None where Redis reports that it "can't be converted": trailing junk, overflow,
     underflow or NaN.  An empty string reads as 0, as strtod leaves it."""
     whole = raw.split(b"\x00", 1)[0]
-    text = whole.lstrip(b" \t\n\v\f\r")
-    if not text:
-        # No number at all: strtod stops at the first byte, fine only if there is none.
-        return None if whole else 0.0
-    if _DECIMAL.match(text):
-        value = float(text)
-        digits = text.split(b"e")[0].split(b"E")[0]
-        if math.isinf(value) or (value == 0.0 and any(c in b"123456789" for c in digits)):
-            return None
-        return value
-    if _HEX.match(text):
-        sign = -1.0 if text[:1] == b"-" else 1.0
-        body = text.lstrip(b"+-")
-        if b"p" not in body.lower():
-            body += b"p0"
-        try:
-            value = sign * float.fromhex(body.decode())
-        except OverflowError:
-            return None
-        return None if math.isinf(value) else value
-    if _SPECIAL.match(text):
-        value = float(text.split(b"(")[0])
-        return None if math.isnan(value) else value
-    return None
+    if not whole:
+        return 0.0
+    parsed = strtod_full(whole.lstrip(b" \t\n\v\f\r"))
+    if parsed is None:
+        return None
+    value, out_of_range = parsed
+    return None if out_of_range or math.isnan(value) else value
 
 
 def _sortable(txn: Txn, pk: bytes):
