@@ -36,13 +36,18 @@ def pair(zan_node, one_db_redis):
 
 def seed_weights(pair):
     """w_<e>: numeric weights (some missing, some equal); n_<e>: distinct strings for
-    every element (ALPHA BY ties would leave Redis's order undefined); h_<e>: hashes."""
+    every element a list may hold (ALPHA BY ties would leave Redis's order undefined);
+    h_<e>: hashes."""
     for i, e in enumerate(ELEMENTS):
         if i % 4 != 3:
             check(pair, "set", f"w_{e}", str((i * 7) % 5))
         check(pair, "set", f"n_{e}", f"{(i * 3) % 10}{e}")
         if i % 3:
             check(pair, "hset", f"h_{e}", "f", f"v{i}", "g", str(i))
+    # Values a SORT ... GET ... STORE may put in a list, so that they have n_ keys too.
+    for value in [str(n) for n in range(10)] + [f"v{n}" for n in range(10)]:
+        if value not in ELEMENTS:
+            check(pair, "set", f"n_{value}", f"z{value}")
 
 
 def dump(pair, key):
