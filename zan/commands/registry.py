@@ -8,6 +8,8 @@ from zan.commands import hashes, sets  # noqa: F401
 from zan.commands import lists, zsets  # noqa: F401
 from zan.commands import introspection  # noqa: F401
 from zan.commands import transactions  # noqa: F401
+from zan.commands import keyspace, zset_algebra  # noqa: F401
+from zan.commands import bitfield, lcs  # noqa: F401
 
 REGISTRY = table.REGISTRY
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from zan.commands.collection_scan import parse_scan_options, scan_page
 from zan.commands.hashes import parse_signed_count
 from zan.commands.table import DENYOOM, FAST, RANDOM, READONLY, WRITE, Route, command
-from zan.commands.util import parse_int
+from zan.commands.util import parse_int, parse_limit
 from zan.errors import SYNTAX, RespError, wrongtype
 from zan.store import codec
 from zan.store.keyspace import (
@@ -318,9 +318,7 @@ def sintercard(txn: Txn, args: list[bytes]):
     i = 1 + numkeys
     while i < len(args):
         if args[i].lower() == b"limit" and i + 1 < len(args):
-            limit = parse_int(args[i + 1], "ERR LIMIT can't be negative")
-            if limit < 0:
-                raise RespError("ERR LIMIT can't be negative")
+            limit = parse_limit(args[i + 1])
             i += 2
         else:
             raise RespError(SYNTAX)

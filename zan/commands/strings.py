@@ -32,7 +32,7 @@ from zan.store.keyspace import (
     store_meta,
 )
 
-__all__ = ["get_string", "put_string"]
+__all__ = ["get_string", "put_string", "update_string", "BIT_OFFSET_ERR", "MAX_BIT_OFFSET"]
 
 
 def get_string(txn: Txn, pk: bytes) -> bytes | None:
@@ -56,7 +56,7 @@ def _replace(txn: Txn, pk: bytes, current: Meta | None, value: bytes,
     put_string(txn, pk, value, expire_at)
 
 
-def _update(txn: Txn, pk: bytes, current: Meta | None, value: bytes) -> None:
+def update_string(txn: Txn, pk: bytes, current: Meta | None, value: bytes) -> None:
     """Change the value of a string in place, keeping its TTL (APPEND, INCR, SETBIT...)."""
     if current is None:
         put_string(txn, pk, value)
@@ -286,7 +286,7 @@ def msetnx(txn: Txn, args: list[bytes]):
 def append(txn: Txn, args: list[bytes]):
     meta = lookup_as(txn, args[0], T_STRING)
     value = check_value((meta.payload if meta is not None else b"") + args[1])
-    _update(txn, args[0], meta, value)
+    update_string(txn, args[0], meta, value)
     return len(value)
 
 
@@ -339,7 +339,7 @@ def setrange(txn: Txn, args: list[bytes]):
     if len(buf) < offset + len(piece):
         buf.extend(b"\0" * (offset + len(piece) - len(buf)))
     buf[offset:offset + len(piece)] = piece
-    _update(txn, pk, meta, bytes(buf))
+    update_string(txn, pk, meta, bytes(buf))
     return len(buf)
 
 
@@ -352,7 +352,7 @@ def _incr(txn: Txn, pk: bytes, by: int):
             (by > 0 and old > 0 and by > INT64_MAX - old):
         raise RespError(OVERFLOW)
     new = old + by
-    _update(txn, pk, meta, str(new).encode())
+    update_string(txn, pk, meta, str(new).encode())
     return new
 
 
@@ -393,20 +393,20 @@ def incrbyfloat(txn: Txn, args: list[bytes]):
     if total is INFINITY:
         raise RespError("ERR increment would produce NaN or Infinity")
     text = format_long_double(total)
-    _update(txn, args[0], meta, text)
+    update_string(txn, args[0], meta, text)
     return text
 
 
 # -- bits --------------------------------------------------------------------------------
 
-_BIT_OFFSET_ERR = "ERR bit offset is not an integer or out of range"
-_MAX_BIT_OFFSET = (512 << 20) * 8 - 1   # Redis: (offset >> 3) < proto-max-bulk-len
+BIT_OFFSET_ERR = "ERR bit offset is not an integer or out of range"
+MAX_BIT_OFFSET = (512 << 20) * 8 - 1   # Redis: (offset >> 3) < proto-max-bulk-len
 
 
 def _bit_offset(raw: bytes) -> int:
-    offset = parse_int(raw, _BIT_OFFSET_ERR)
-    if offset < 0 or offset > _MAX_BIT_OFFSET:
-        raise RespError(_BIT_OFFSET_ERR)
+    offset = parse_int(raw, BIT_OFFSET_ERR)
+    if offset < 0 or offset > MAX_BIT_OFFSET:
+        raise RespError(BIT_OFFSET_ERR)
     return offset
 
 
@@ -441,7 +441,7 @@ def setbit(txn: Txn, args: list[bytes]):
         buf[byte] |= mask
     else:
         buf[byte] &= ~mask & 0xFF
-    _update(txn, args[0], meta, bytes(buf))
+    update_string(txn, args[0], meta, bytes(buf))
     return old
 
 

@@ -30,7 +30,7 @@ from zan.errors import RespError, wrong_arity
 
 __all__ = ["Route", "CommandSpec", "command", "REGISTRY", "lookup_command", "check_arity",
            "WRITE", "READONLY", "FAST", "DENYOOM", "ADMIN", "NOSCRIPT", "LOADING", "STALE",
-           "NO_AUTH", "RANDOM"]
+           "NO_AUTH", "RANDOM", "MOVABLEKEYS"]
 
 # Flags, spelled as COMMAND INFO prints them.
 WRITE = "write"
@@ -43,6 +43,7 @@ LOADING = "loading"
 STALE = "stale"
 NO_AUTH = "no_auth"
 RANDOM = "random"
+MOVABLEKEYS = "movablekeys"
 
 
 class Route(enum.Enum):
@@ -74,24 +75,32 @@ class CommandSpec:
     allow_stale: bool = False
     # Commands like SINTERCARD name their key count at this argv position; the keys follow it.
     numkeys_at: int = 0
+    # "key_positions": f(argv) -> positions of the keys, for commands whose keys
+    # options name (SORT ... STORE dst).
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def is_write(self) -> bool:
         return WRITE in self.flags
 
-    def key_positions_of(self, argv: list[bytes]) -> range:
-        """Positions in argv (name = 0) of the keys of this call.  An invalid key count
-        yields no keys: the handler reports it."""
+    def key_positions_of(self, argv: list[bytes]) -> range | list[int]:
+        """Positions in argv (name = 0) of the keys of this call.  With a key count, the
+        keys it counts follow a destination key placed before the count, if any
+        (ZUNIONSTORE dst numkeys key ...).  An invalid key count yields no counted keys:
+        the handler reports it."""
+        custom = self.extra.get("key_positions")
+        if custom is not None:
+            return custom(argv)
         if self.numkeys_at:
+            before = [pos for pos in self.key_positions(len(argv)) if pos < self.numkeys_at]
             try:
                 n = int(argv[self.numkeys_at])
             except (ValueError, IndexError):
-                return range(0)
+                return before
             start = self.numkeys_at + 1
             if n < 1 or start + n > len(argv):
-                return range(0)
-            return range(start, start + n)
+                return before
+            return before + list(range(start, start + n))
         return self.key_positions(len(argv))
 
     def key_positions(self, argc: int) -> range:

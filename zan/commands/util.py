@@ -7,11 +7,12 @@ import re
 from zan.errors import NOT_INTEGER, RespError, wrong_arity
 from zan.resp.types import SimpleString
 
-__all__ = ["parse_int", "parse_int_or", "INT64_MIN", "INT64_MAX", "upper", "clamp_range",
+__all__ = ["parse_int", "parse_limit", "parse_int_or", "INT64_MIN", "INT64_MAX", "upper", "clamp_range",
            "check_subcommand", "help_reply"]
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
+LIMIT_NEGATIVE = "ERR LIMIT can't be negative"
 
 # Redis's string2ll: optional '-', no '+', no spaces, no leading zeros (except "0").
 _INT_RE = re.compile(rb"(?:0|-?[1-9][0-9]*)\Z")
@@ -24,6 +25,15 @@ def parse_int(raw: bytes, error: str = NOT_INTEGER) -> int:
     if not INT64_MIN <= n <= INT64_MAX:
         raise RespError(error)
     return n
+
+
+def parse_limit(raw: bytes) -> int:
+    """SINTERCARD's and ZINTERCARD's LIMIT: a non-negative integer, one error text for
+    anything else (Redis's getPositiveLongFromObjectOrReply)."""
+    limit = parse_int(raw, LIMIT_NEGATIVE)
+    if limit < 0:
+        raise RespError(LIMIT_NEGATIVE)
+    return limit
 
 
 def parse_int_or(raw: bytes, default_error: str) -> int:

@@ -386,7 +386,7 @@ class NodeDispatcher:
         if self.local_partitions and spec.is_write and len(by_partition) > 1 \
                 and len(namespaces) == 1:
             args = head + [word for _, _, words in groups for word in words]
-            return self._across(spec, namespaces.pop(), [pid for _, pid in by_partition], args)
+            return self.across(spec, namespaces.pop(), [pid for _, pid in by_partition], args)
         if len(by_partition) == 1:
             ((ns, pid), (positions, args)), = by_partition.items()
             reply = self._on(self._partition(ns, pid), spec, head + args)
@@ -412,14 +412,14 @@ class NodeDispatcher:
             namespaces = {ns for ns, _ in targets}
             if not self.local_partitions or len(namespaces) > 1:
                 raise RespError(CROSSSLOT)
-            return self._across(spec, namespaces.pop(), [pid for _, pid in targets], args)
+            return self.across(spec, namespaces.pop(), [pid for _, pid in targets], args)
         if not targets:
             # No valid key (a bad key count): any partition's handler reports the error.
             return self._on(self.partitions.partitions()[0], spec, args)
         (ns, pid), = targets
         return self._on(self._partition(ns, pid), spec, args)
 
-    def _across(self, spec, namespace: str, pids: list[int], args: list[bytes]):
+    def across(self, spec, namespace: str, pids: list[int], args: list[bytes]):
         """Standalone: run a command whose keys lie in partitions `pids` of `namespace`
         as one (args hold primary keys).  A read sees every partition's applied state; a
         write first settles them (every pending write applied), so it sees and follows

@@ -56,6 +56,9 @@ class KeyRouter:
     def update(self, namespaces: dict[str, NamespaceConfig], default_namespace: str = "") -> None:
         self.__init__(namespaces, default_namespace)
 
+    def partition_count(self, namespace: str) -> int:
+        return self._namespaces[namespace.encode()].partition_num
+
     def partition_of_pk(self, namespace: str, pk: bytes) -> int:
         """The partition of primary key `pk` of `namespace` (as `locate` places it)."""
         ns = self._namespaces[namespace.encode()]

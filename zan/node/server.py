@@ -39,6 +39,10 @@ class ServerContext:
         self.stats_reset_clients = 0
         self.redis_config = self._build_config()
 
+    def seconds(self) -> float:
+        """The node's clock (TIME)."""
+        return self._node.reactor.seconds()
+
     @property
     def requirepass(self) -> str:
         return self._node.settings.get("requirepass", "")

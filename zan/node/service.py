@@ -26,6 +26,7 @@ from zan.node.dispatch import NodeDispatcher
 from zan.node.namespaces import KeyRouter
 from zan.node.partition import GroupCommitter, LocalPartition
 from zan.commands.cursors import CursorRegistry
+from zan.node.keyspace_runner import KeyspaceRunner
 from zan.node.scan import ScanRunner
 from zan.node.server import ServerContext
 from zan.raft.wal import WalLogStore
@@ -96,6 +97,7 @@ class NodeService(service.MultiService):
             max_bulk_len=config.proto_max_bulk_len, auth_required=bool(config.requirepass))
         self.redis_address = f"{config.redis_api_host}:{config.redis_api_port}"
         ScanRunner(self.dispatcher, self, CursorRegistry(rng=self.rng)).install()
+        KeyspaceRunner(self.dispatcher, self, self.rng).install()
 
         from zan.node.http_api import NodeHTTPAPI
         self.http_api = NodeHTTPAPI(self)
