@@ -86,6 +86,7 @@ class EtcdCluster(ReplicaHost):
         self._leading_since: dict[int, tuple[int, float]] = {}
         self._published: dict[int, int] = {}                 # gid -> term published
         self._busy: set[int] = set()                          # gids with a change in flight
+        self._campaigns: dict[int, object] = {}               # gid -> pending campaign call
         self.seen_namespaces = False
 
     # -- who is where --------------------------------------------------------------------
@@ -227,6 +228,29 @@ class EtcdCluster(ReplicaHost):
         self._log.info("{partition}: replica {rid} of group {gid} started ({how})",
                        partition=name, rid=want.replica_id, gid=want.group_id,
                        how="founding" if want.peers else "joining")
+        if want.peers and want.peers[0] == want.replica_id:
+            # Every founder may win the first election; the desired leader (the ISR's
+            # first) asks for votes first, so leadership need not move to it later.
+            self._campaign_soon(want.group_id, tries=10)
+
+    def _campaign_soon(self, gid: int, tries: int) -> None:
+        self._campaigns[gid] = self.reactor.callLater(
+            self.config.tick_ms * 5 / 1000.0, self._campaign, gid, tries)
+
+    def _campaign(self, gid: int, tries: int) -> None:
+        self._campaigns.pop(gid, None)
+        if self.stopped or gid not in self.by_group or self.driver.leader(gid):
+            return
+        self.driver.campaign(gid)
+        if tries > 1:       # not founded yet (still asking the other founders): again
+            self._campaign_soon(gid, tries - 1)
+
+    def stop(self):
+        for call in self._campaigns.values():
+            if call.active():
+                call.cancel()
+        self._campaigns.clear()
+        return super().stop()
 
     def _discard_stale(self, path: str, want) -> None:
         """Data left by another incarnation (a namespace deleted and created again, or a
