@@ -42,24 +42,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tests.support.cluster import StaticClusterProcs  # noqa: E402
 from tests.support.linearizability import check  # noqa: E402
 from tests.support.registers import RegisterClients  # noqa: E402
-from zan.node.namespaces import partition_of  # noqa: E402
+from tests.support.keys import keys_in  # noqa: E402
 
 PARTITIONS = 3
 FAULTS = ("kill", "pause", "wipe", "isolate", "cut", "slow")
 
 
 def register_keys(per_partition: int) -> list[str]:
-    keys: list[str] = []
-    for pid in range(PARTITIONS):
-        i = 0
-        found = 0
-        while found < per_partition:
-            key = f"reg{pid}-{i}"
-            if partition_of(key.encode(), PARTITIONS) == pid:
-                keys.append(key)
-                found += 1
-            i += 1
-    return keys
+    return [key for pid in range(PARTITIONS)
+            for key in keys_in(pid, per_partition, f"reg{pid}-", PARTITIONS)]
 
 
 class Nemesis:

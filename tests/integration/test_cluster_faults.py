@@ -8,7 +8,6 @@ cannot serve with ZanRedisDB's error texts instead of answering wrongly.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import pickle
 import random
@@ -23,9 +22,9 @@ import msgpack
 import pytest
 
 from tests.support.cluster import StaticClusterProcs, http_request
+from tests.support.keys import keys_in
 from tests.support.linearizability import check
 from tests.support.registers import RegisterClients
-from zan.node.namespaces import partition_of
 
 pytestmark = pytest.mark.integration
 
@@ -38,14 +37,7 @@ def _namespaces(partitions: int = PARTITIONS) -> list[dict]:
 
 
 def keys_of(pid: int, count: int, prefix: str = "k", partitions: int = PARTITIONS) -> list[str]:
-    """`count` plain (compat mode) keys that live in partition `pid`."""
-    out = []
-    for i in itertools.count():
-        key = f"{prefix}{i}"
-        if partition_of(key.encode(), partitions) == pid:
-            out.append(key)
-            if len(out) == count:
-                return out
+    return keys_in(pid, count, prefix, partitions)
 
 
 def _is_error(reply) -> bool:

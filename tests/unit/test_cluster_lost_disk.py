@@ -14,14 +14,11 @@ import pytest
 
 from tests.support.inprocess import InProcessCluster
 from zan.node.http_api import data_checksum
-from zan.node.namespaces import partition_of
+from tests.support.keys import keys_in
 
 
 def key_in(pid, prefix="k"):
-    i = 0
-    while partition_of(f"{prefix}{i}".encode(), 2) != pid:
-        i += 1
-    return f"{prefix}{i}"
+    return keys_in(pid, 1, prefix, partitions=2)[0]
 
 
 @pytest.fixture

@@ -31,8 +31,7 @@ from zan.commands.table import NO_AUTH, Route, lookup_command
 from zan.errors import NoLeader, NotLeader, PartitionNotFound, RespError, ZanError, wrong_arity
 from zan.node.namespaces import KeyRouter
 from zan.node.transaction import CONTROL as TXN_CONTROL, Transactions
-from zan.store.keyspace import Txn
-from zan.store.multi import StagedSource, run_across
+from zan.store.multi import run_across
 from zan.store.statemachine import encode_command_entry
 
 __all__ = ["Partition", "PartitionSet", "NodeDispatcher"]
@@ -151,7 +150,7 @@ class NodeDispatcher:
             return d
         if record_reader is not None:
             # A one-record read (GET) on a local partition: straight from its database.
-            partition, pk = self._locate(argv[1])
+            partition, pk = self.locate(argv[1])
             sm = partition.state_machine
             return record_reader(sm.engine, pk, int(self._reactor.seconds() * 1000), sm.options)
         if not one_key or spec.name in self.special:
@@ -189,12 +188,6 @@ class NodeDispatcher:
         self._log.failure("running {name}", name=name)
 
     def locate(self, key: bytes) -> tuple[Partition, bytes]:
-        return self._locate(key)
-
-    def partition_of(self, namespace: str, pid: int) -> Partition:
-        return self._partition(namespace, pid)
-
-    def _locate(self, key: bytes) -> tuple[Partition, bytes]:
         """The partition holding `key`, and the key's primary key in it."""
         namespace, pid, pk = self.router.locate(key)
         partition = self.partitions.partition(namespace, pid)
@@ -205,7 +198,7 @@ class NodeDispatcher:
     def _key_partition(self, argv: list[bytes]) -> tuple[Partition, list[bytes]]:
         """The partition of a one-key command's key, and its arguments with the key
         replaced by the partition's primary key."""
-        partition, pk = self._locate(argv[1])
+        partition, pk = self.locate(argv[1])
         args = argv[1:]
         args[0] = pk
         return partition, args
@@ -271,7 +264,7 @@ class NodeDispatcher:
             return self._everywhere(spec, argv)
         raise AssertionError(route)
 
-    def _partition(self, namespace: str, pid: int) -> Partition:
+    def partition_of(self, namespace: str, pid: int) -> Partition:
         partition = self.partitions.partition(namespace, pid)
         if partition is None:
             raise PartitionNotFound()
@@ -360,7 +353,7 @@ class NodeDispatcher:
             spec = REGISTRY[argv[4].decode()]
         except (ValueError, KeyError, UnicodeDecodeError):
             raise RespError("ERR invalid forwarded command") from None
-        partition = self._partition(argv[2].decode("utf-8", "replace"), pid)
+        partition = self.partition_of(argv[2].decode("utf-8", "replace"), pid)
         return self._on(partition, spec, list(argv[5:]), hops)
 
     def _key_groups(self, spec, argv):
@@ -389,13 +382,13 @@ class NodeDispatcher:
             return self.across(spec, namespaces.pop(), [pid for _, pid in by_partition], args)
         if len(by_partition) == 1:
             ((ns, pid), (positions, args)), = by_partition.items()
-            reply = self._on(self._partition(ns, pid), spec, head + args)
+            reply = self._on(self.partition_of(ns, pid), spec, head + args)
             return _then(reply, lambda r: spec.merge([(positions, r)], len(groups)))
         parts = []
         replies = []
         for (ns, pid), (positions, args) in by_partition.items():
             parts.append(positions)
-            replies.append(maybeDeferred(self._on, self._partition(ns, pid), spec, head + args))
+            replies.append(maybeDeferred(self._on, self.partition_of(ns, pid), spec, head + args))
         return DeferredList(replies, consumeErrors=True).addCallback(
             lambda results: spec.merge(
                 [(positions, value if ok else _failure_reply(value))
@@ -417,7 +410,7 @@ class NodeDispatcher:
             # No valid key (a bad key count): any partition's handler reports the error.
             return self._on(self.partitions.partitions()[0], spec, args)
         (ns, pid), = targets
-        return self._on(self._partition(ns, pid), spec, args)
+        return self._on(self.partition_of(ns, pid), spec, args)
 
     def across(self, spec, namespace: str, pids: list[int], args: list[bytes]):
         """Standalone: run a command whose keys lie in partitions `pids` of `namespace`
@@ -425,13 +418,12 @@ class NodeDispatcher:
         write first settles them (every pending write applied), so it sees and follows
         all earlier ones, then gives each changed partition its share in one log record
         and answers once all shares are applied."""
-        parts = {pid: self._partition(namespace, pid) for pid in pids}
+        parts = {pid: self.partition_of(namespace, pid) for pid in pids}
 
         def route(pk: bytes) -> int:
             return self.router.partition_of_pk(namespace, pk)
 
-        sources = {pid: StagedSource(Txn(p.state_machine.engine, now_ms=0, over=p.overlay))
-                   for pid, p in parts.items()}
+        sources = {pid: p.view() for pid, p in parts.items()}
         now_ms, seed = self.now_ms(), self._getrandbits(63)
         options = next(iter(parts.values())).state_machine.options
         if not spec.is_write:

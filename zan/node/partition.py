@@ -26,10 +26,9 @@ from twisted.python.failure import Failure
 from zan.errors import Stopping, StorageError
 from zan.raft.storage import GroupLog, LogStore
 from zan.raft.types import Entry
-from zan.store.codec import EXPIRES_COUNT_KEY, KEYS_COUNT_KEY, decode_i64, encode_i64
-from zan.store.statemachine import (
-    PartitionStateMachine, count_changes, encode_effects_entry, is_effects_entry,
-)
+from zan.store.keyspace import Txn
+from zan.store.multi import StagedSource
+from zan.store.statemachine import PartitionStateMachine, encode_effects_entry, stage_changes
 
 __all__ = ["GroupCommitter", "LocalPartition"]
 
@@ -138,13 +137,13 @@ class LocalPartition:
         self._snap_count = snap_count
         self._pending: deque[tuple[int, bytes, Deferred]] = deque()
         self._unpersisted: list[Entry] = []
-        # Shares of writes over several partitions given since the last command entry
-        # was applied (their changes are known before they are applied), and how many
-        # command entries are pending (their changes are not): a write over several
-        # partitions reads the database under `overlay`, and must settle only partitions
-        # with a command pending.
+        # Changes of the shares of writes over several partitions given since the last
+        # command entry was applied (a share's changes are known before it is applied, a
+        # command's are not), and the indexes of the shares still pending: a write over
+        # several partitions reads the database under `overlay`, and must settle only
+        # partitions where a command is pending.
         self.overlay: dict[bytes, bytes | None] = {}
-        self._pending_commands = 0
+        self._pending_shares: deque[int] = deque()
         self._next_index = group_log.last_index() + 1
         self.stopped = False
         # The Partition interface's read(name, args, now_ms, seed): the state machine's own,
@@ -182,7 +181,6 @@ class LocalPartition:
 
     def propose(self, data: bytes) -> Deferred:
         index, d = self.reserve(data)
-        self._pending_commands += 1
         self._unpersisted.append(Entry(_TERM, index, data=data))
         self._committer.schedule(self)
         return d
@@ -191,25 +189,20 @@ class LocalPartition:
         return bool(self._pending)
 
     def has_pending_commands(self) -> bool:
-        return self._pending_commands > 0
+        return len(self._pending) > len(self._pending_shares)
+
+    def view(self):
+        """The database as writes over several partitions read it: under `overlay`."""
+        return StagedSource(Txn(self.state_machine.engine, now_ms=0, over=self.overlay))
 
     def add_share(self, data: bytes, changes: dict[bytes, bytes | None]) -> tuple[int, Deferred]:
         """Reserve the next index for a share of a write over several partitions whose
         `changes` are known: later such writes read them in `overlay` until applied.
         Watched keys count the modification now, when the write takes its place."""
         index, d = self.reserve(data)
-        overlay = self.overlay
-        engine = self.state_machine.engine
-
-        def get(key):
-            return overlay[key] if key in overlay else engine.get(key)
-        deltas = count_changes(changes.items(), get)
-        overlay.update(changes)
-        # The key counts as they will be (DBSIZE in a later transaction reads them).
-        for counter, delta in zip((KEYS_COUNT_KEY, EXPIRES_COUNT_KEY), deltas):
-            if delta:
-                raw = get(counter)
-                overlay[counter] = encode_i64((decode_i64(raw) if raw else 0) + delta)
+        self._pending_shares.append(index)
+        # With the key counts as they will be (DBSIZE in a later transaction reads them).
+        stage_changes(self.overlay, self.view().get, changes)
         if self.state_machine.watched:
             self.state_machine.touched(changes)
         return index, d
@@ -246,9 +239,12 @@ class LocalPartition:
         while pending and pending[0][0] <= upto:
             batch.append(pending.popleft())
         if batch:
-            applied_commands = sum(1 for _, data, _ in batch if not is_effects_entry(data))
-            self._pending_commands -= applied_commands
-            if applied_commands or not pending:
+            shares = self._pending_shares
+            applied_shares = 0
+            while shares and shares[0] <= upto:
+                shares.popleft()
+                applied_shares += 1
+            if applied_shares < len(batch) or not pending:
                 # A command's changes are in the database now, under what the overlay
                 # holds: drop it (a share after a pending command cannot exist, see
                 # GroupCommitter.settle).
@@ -264,6 +260,7 @@ class LocalPartition:
 
     def fail_pending(self, upto: int, failure) -> None:
         self.overlay = {}
+        self._pending_shares.clear()
         pending = self._pending
         while pending and pending[0][0] <= upto:
             _, _, d = pending.popleft()

@@ -24,12 +24,10 @@ from twisted.internet.defer import Deferred
 from zan.commands.table import NO_AUTH, Route, lookup_command
 from zan.errors import RespError, ZanError, wrong_arity
 from zan.resp.types import NULL_ARRAY, OK, QUEUED
-from zan.store.codec import (
-    EXPIRES_COUNT_KEY, KEYS_COUNT_KEY, PARTITION_META, decode_i64, encode_i64,
-)
+from zan.store.codec import PARTITION_META
 from zan.store.keyspace import Txn, lookup
 from zan.store.multi import RoutedSource, RoutedTxn, StagedSource
-from zan.store.statemachine import count_changes
+from zan.store.statemachine import stage_changes
 
 __all__ = ["Transactions", "CONTROL"]
 
@@ -53,10 +51,6 @@ class Transactions:
         self._dispatcher = dispatcher
 
     # -- MULTI and queueing ------------------------------------------------------------
-
-    @staticmethod
-    def in_multi(client) -> bool:
-        return _MULTI in client.extra
 
     def multi(self, client) -> Any:
         if _MULTI in client.extra:
@@ -127,9 +121,8 @@ class Transactions:
     @staticmethod
     def _alive_until(partition, pk: bytes, now_ms: int) -> int:
         """When a live key expires (0: never, or it does not exist)."""
-        sm = partition.state_machine
-        view = StagedSource(Txn(sm.engine, now_ms=0, over=partition.overlay))
-        meta = lookup(Txn(view, now_ms=now_ms, options=sm.options), pk)
+        options = partition.state_machine.options
+        meta = lookup(Txn(partition.view(), now_ms=now_ms, options=options), pk)
         return meta.expire_at if meta is not None else 0
 
     def _watch_broken(self, client, now_ms: int) -> bool:
@@ -276,11 +269,9 @@ class _Staged:
         txn = self._txns.get(key)
         if txn is None:
             partition = self._partitions[key]
-            sm = partition.state_machine
             # Over the shares given before and not applied yet.
-            below = StagedSource(Txn(sm.engine, now_ms=0, over=partition.overlay))
-            txn = self._txns[key] = Txn(below, now_ms=self._now_ms, writable=True,
-                                        options=sm.options)
+            txn = self._txns[key] = Txn(partition.view(), now_ms=self._now_ms, writable=True,
+                                        options=partition.state_machine.options)
         return txn
 
     def _version_base(self, key: tuple[str, int], n: int) -> int:
@@ -308,13 +299,7 @@ class _Staged:
         the commands after it (DBSIZE); the counts are left out of the share, whose
         application derives them anew."""
         base = self._base(key)
-        keys_delta, expires_delta = count_changes(changes.items(), base.get)
-        base.changes.update(changes)
-        for counter, delta in ((KEYS_COUNT_KEY, keys_delta),
-                               (EXPIRES_COUNT_KEY, expires_delta)):
-            if delta:
-                raw = base.get(counter)
-                base.changes[counter] = encode_i64((decode_i64(raw) if raw else 0) + delta)
+        stage_changes(base.changes, base.get, changes)
 
     def run_on(self, key: tuple[str, int], spec, args, n: int) -> Any:
         """An every-partition command's part on one partition."""

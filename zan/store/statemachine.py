@@ -24,7 +24,7 @@ from zan.store.codec import (
 from zan.store.keyspace import DEFAULT_OPTIONS, KeyspaceOptions, Txn
 
 __all__ = ["encode_command_entry", "encode_effects_entry", "decode_entry", "count_changes",
-           "PartitionStateMachine", "ENTRY_COMMAND", "ENTRY_NOOP", "ENTRY_EFFECTS"]
+           "stage_changes", "PartitionStateMachine", "ENTRY_COMMAND", "ENTRY_NOOP", "ENTRY_EFFECTS"]
 
 _ENTRY_FORMAT = 1
 ENTRY_COMMAND = 0
@@ -52,13 +52,6 @@ def encode_effects_entry(changes: dict[bytes, bytes | None]) -> bytes:
     return _pack((_ENTRY_FORMAT, ENTRY_EFFECTS, flat))
 
 
-_EFFECTS_HEAD = _pack((_ENTRY_FORMAT, ENTRY_EFFECTS, []))[:3]
-
-
-def is_effects_entry(data: bytes) -> bool:
-    return data[:3] == _EFFECTS_HEAD
-
-
 def count_changes(changes, get) -> tuple[int, int]:
     """How `changes` ((key, value or None) pairs) move a partition's counts of meta and
     expiry records, given what `get` reads there before them."""
@@ -72,6 +65,17 @@ def count_changes(changes, get) -> tuple[int, int]:
             else:
                 expires_delta += delta
     return keys_delta, expires_delta
+
+
+def stage_changes(target: dict[bytes, bytes | None], get, changes: dict) -> None:
+    """Add `changes` to the not-yet-applied writes `target` (read through `get`), with
+    the key counts they lead to, for later reads of those writes to see (DBSIZE)."""
+    deltas = count_changes(changes.items(), get)
+    target.update(changes)
+    for counter, delta in zip((KEYS_COUNT_KEY, EXPIRES_COUNT_KEY), deltas):
+        if delta:
+            raw = get(counter)
+            target[counter] = encode_i64((decode_i64(raw) if raw else 0) + delta)
 
 
 def decode_entry(data: bytes) -> tuple:
