@@ -10,6 +10,7 @@ import time
 import pytest
 import redis as redis_py
 
+from tests.support.differential import watch_exec_rounds
 from tests.support.harness import normalize
 from tests.support.processes import RawClient
 
@@ -116,22 +117,7 @@ def test_seeded_watch_and_exec_over_two_connections_match_redis(pair):
     writes = [lambda k: ("SET", k, str(rng.randrange(5))), lambda k: ("INCR", k),
               lambda k: ("DEL", k), lambda k: ("SADD", k + "s", "m"),
               lambda k: ("RPUSH", k + "l", "x")]
-    for _ in range(150):
-        watched = rng.sample(keys, rng.randint(0, 2))
-        if watched:
-            same(zan_a, red_a, "WATCH", *watched)
-        same(zan_a, red_a, "GET", rng.choice(keys))
-        if rng.random() < 0.5:
-            same(zan_b, red_b, *rng.choice(writes)(rng.choice(keys)))
-        same(zan_a, red_a, "MULTI")
-        for _ in range(rng.randint(0, 4)):
-            same(zan_a, red_a, *rng.choice(writes)(rng.choice(keys)))
-        if rng.random() < 0.3:
-            same(zan_b, red_b, *rng.choice(writes)(rng.choice(keys)))
-        if rng.random() < 0.1:
-            same(zan_a, red_a, "DISCARD")
-        else:
-            same(zan_a, red_a, "EXEC")
+    watch_exec_rounds(zan_a, zan_b, red_a, red_b, rng, keys, writes, 150)
     for k in keys:
         same(zan_a, red_a, "GET", k)
 

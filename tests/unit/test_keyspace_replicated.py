@@ -10,6 +10,7 @@ from zan.errors import ZanError
 from zan.node.keyspace_runner import KeyspaceRunner
 from zan.node.namespaces import partition_of
 from tests.support.inprocess import InProcessCluster
+from tests.support.keys import keys_in
 
 
 @pytest.fixture
@@ -25,19 +26,10 @@ def cluster(tmp_path):
         c.close()
 
 
-def keys_in(pid, prefix, count):
-    found = []
-    i = 0
-    while len(found) < count:
-        key = f"{prefix}{i}"
-        if partition_of(key.encode(), 2) == pid:
-            found.append(key)
-        i += 1
-    return found
 
 
 def test_sort_reads_its_own_partition_only(cluster):
-    (lst, dst), (elsewhere,) = keys_in(0, "l", 2), keys_in(1, "d", 1)
+    (lst, dst), (elsewhere,) = keys_in(0, 2, "l", 2), keys_in(1, 1, "d", 2)
     # Elements whose weight keys w_<e> fall in either partition.
     elements = [str(i) for i in range(8)]
     assert cluster.call(1, "rpush", lst, *elements) == 8
@@ -58,7 +50,7 @@ def test_sort_reads_its_own_partition_only(cluster):
 
 
 def test_keys_and_randomkey_cover_every_partition(cluster):
-    keys = keys_in(0, "k", 3) + keys_in(1, "k", 3)
+    keys = keys_in(0, 3, "k", 2) + keys_in(1, 3, "k", 2)
     for key in keys:
         assert cluster.call(2, "set", key, "v") == b"OK"
     assert sorted(cluster.call(1, "keys", "*")) == sorted(k.encode() for k in keys)

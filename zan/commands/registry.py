@@ -12,5 +12,6 @@ from zan.commands import keyspace, zset_algebra  # noqa: F401
 from zan.commands import bitfield, lcs  # noqa: F401
 
 REGISTRY = table.REGISTRY
+spec_named = table.spec_named
 
-__all__ = ["REGISTRY"]
+__all__ = ["REGISTRY", "spec_named"]

@@ -28,7 +28,8 @@ from typing import Any, Callable
 
 from zan.errors import RespError, wrong_arity
 
-__all__ = ["Route", "CommandSpec", "command", "REGISTRY", "lookup_command", "check_arity",
+__all__ = ["Route", "CommandSpec", "command", "REGISTRY", "INTERNAL", "spec_named",
+           "lookup_command", "check_arity",
            "WRITE", "READONLY", "FAST", "DENYOOM", "ADMIN", "NOSCRIPT", "LOADING", "STALE",
            "NO_AUTH", "RANDOM", "MOVABLEKEYS"]
 
@@ -113,25 +114,37 @@ class CommandSpec:
 
 
 REGISTRY: dict[str, CommandSpec] = {}
+# Partition-level commands nodes send one another (a transaction as one log entry, the
+# state of a watched key): never reachable from a client, absent from COMMAND.
+INTERNAL: dict[str, CommandSpec] = {}
+
+
+def spec_named(name: str) -> CommandSpec | None:
+    """The spec a log entry or a forwarded command names: a client command or an
+    internal one."""
+    return REGISTRY.get(name) or INTERNAL.get(name)
 
 
 def command(name: str, arity: int, flags: tuple[str, ...] | str = (), *,
             route: Route = Route.KEY, first_key: int = 1, last_key: int = 1,
             key_step: int = 1, group: str = "generic", summary: str = "",
-            since: str = "1.0.0", merge=None, allow_stale: bool = False, numkeys_at: int = 0):
-    """Register the decorated function as the handler of `name` (lower case)."""
+            since: str = "1.0.0", merge=None, allow_stale: bool = False, numkeys_at: int = 0,
+            internal: bool = False):
+    """Register the decorated function as the handler of `name` (lower case); an
+    `internal` command only in `INTERNAL`."""
     if isinstance(flags, str):
         flags = tuple(flags.split())
 
     def register(handler):
         key = name.lower()
-        if key in REGISTRY:
+        if key in REGISTRY or key in INTERNAL:
             raise ValueError(f"command {key!r} declared twice")
         if route is Route.SERVER:
             fk, lk, ks = (0, 0, 0) if first_key == 1 and last_key == 1 else (first_key, last_key, key_step)
         else:
             fk, lk, ks = first_key, last_key, key_step
-        REGISTRY[key] = CommandSpec(
+        table = INTERNAL if internal else REGISTRY
+        table[key] = CommandSpec(
             name=key, arity=arity, flags=tuple(flags), handler=handler, route=route,
             first_key=fk, last_key=lk, key_step=ks, group=group, summary=summary,
             since=since, merge=merge, allow_stale=allow_stale, numkeys_at=numkeys_at)

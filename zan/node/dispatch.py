@@ -26,7 +26,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from zan.commands.registry import REGISTRY
+from zan.commands.registry import spec_named
 from zan.commands.table import NO_AUTH, Route, lookup_command
 from zan.errors import NoLeader, NotLeader, PartitionNotFound, RespError, ZanError, wrong_arity
 from zan.node.namespaces import KeyRouter
@@ -57,10 +57,13 @@ class PartitionSet(Protocol):
 class _Sequencer:
     """Per-connection ordering state (see module docstring)."""
 
-    __slots__ = ("pending_writes", "queue", "unwatched")
+    __slots__ = ("pending_writes", "queue", "unwatched", "barriers")
 
     def __init__(self):
         self.pending_writes = 0
+        # Node-level work under way that everything after it waits for (a replicated
+        # WATCH reading its keys' state).
+        self.barriers = 0
         self.queue: deque[tuple[bool, Callable[[], Any], Deferred]] = deque()
         # Writes not counted in pending_writes yet, done or not: a write-only connection
         # costs no callback per write; a read counts the unfinished ones (`_watch`).
@@ -143,7 +146,7 @@ class NodeDispatcher:
         seq = client.extra.get("seq")
         if seq is None:
             seq = client.extra["seq"] = _Sequencer()
-        elif seq.queue or (not is_write and (
+        elif seq.queue or seq.barriers or (not is_write and (
                 seq.pending_writes or (seq.unwatched and self._watch(seq)))):
             d = Deferred()
             seq.queue.append((is_write, lambda: self._execute(spec, argv, seq), d))
@@ -170,6 +173,38 @@ class NodeDispatcher:
                 while unwatched and _finished(unwatched[0]):
                     unwatched.popleft()
         return result
+
+    def in_order(self, client, work: Callable[[], Any], *, barrier: bool):
+        """Run node-level work on partitions in the connection's order.  A `barrier`
+        (a replicated WATCH) waits for the connection's earlier writes to be applied, and
+        whatever the connection sends after it waits for it to finish; otherwise (a
+        replicated EXEC) it goes like a write: proposed in turn, and later reads wait."""
+        seq = client.extra.get("seq")
+        if seq is None:
+            seq = client.extra["seq"] = _Sequencer()
+        if barrier:
+            def run():
+                seq.barriers += 1
+                return maybeDeferred(work).addBoth(self._barrier_done, seq)
+        else:
+            def run():
+                result = work()
+                if isinstance(result, Deferred):
+                    seq.pending_writes += 1
+                    result.addBoth(self._write_done, seq)
+                return result
+        if seq.queue or seq.barriers or (barrier and (
+                seq.pending_writes or (seq.unwatched and self._watch(seq)))):
+            d = Deferred()
+            seq.queue.append((not barrier, run, d))
+            return d
+        return run()
+
+    def _barrier_done(self, reply, seq: _Sequencer):
+        seq.barriers -= 1
+        if seq.queue:
+            self._drain(seq)
+        return reply
 
     def _watch(self, seq: _Sequencer) -> bool:
         """Count the connection's unfinished unwatched writes in pending_writes, to hear
@@ -244,7 +279,7 @@ class NodeDispatcher:
     def _drain(self, seq: _Sequencer) -> None:
         # Queued writes may go as soon as they are first in line; a read waits for every
         # write before it to be applied.
-        while seq.queue and (seq.queue[0][0] or not seq.pending_writes):
+        while seq.queue and not seq.barriers and (seq.queue[0][0] or not seq.pending_writes):
             _, thunk, d = seq.queue.popleft()
             maybeDeferred(thunk).chainDeferred(d)
 
@@ -350,7 +385,9 @@ class NodeDispatcher:
             raise wrong_arity("zanfwd")
         try:
             hops, pid = int(argv[1]), int(argv[3])
-            spec = REGISTRY[argv[4].decode()]
+            spec = spec_named(argv[4].decode())
+            if spec is None:
+                raise KeyError(argv[4])
         except (ValueError, KeyError, UnicodeDecodeError):
             raise RespError("ERR invalid forwarded command") from None
         partition = self.partition_of(argv[2].decode("utf-8", "replace"), pid)

@@ -12,16 +12,28 @@ atomic and durable as a whole, and answered once it is applied.
 WATCH follows keys in their partitions' state machines, which count every applied write
 that changes a watched key (`PartitionStateMachine.watch`); EXEC answers a null array,
 and runs nothing, when one was modified since it was watched, by anyone, or expired
-since.  A replicated node does not run transactions yet: MULTI and WATCH answer an error.
+since.
+
+A replicated node runs a transaction whose keys (queued and watched) lie in one
+partition as one log entry of that partition (``zan.exec``, see
+`zan.commands.transactions`), proposed here or forwarded to the partition's leader like
+any write.  WATCH reads a digest of each key's state at a linearizable point; the entry
+carries those digests and every replica compares them when it applies it, so the check
+holds across leader changes.  A command that would bring keys of a second partition into
+the transaction answers CROSSSLOT (and EXEC then EXECABORT), as in Redis Cluster; so
+does a command that spans every partition (DBSIZE, FLUSHDB).  Unlike Redis, a write that
+leaves a watched key exactly as it was (SET to its current value) does not abort EXEC
+there: the digests are equal.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, FirstError, gatherResults, maybeDeferred
 
-from zan.commands.table import NO_AUTH, Route, lookup_command
+from zan.commands.table import INTERNAL, NO_AUTH, Route, lookup_command
+from zan.commands.transactions import COMMAND_VERSION_SHIFT, encode_exec
 from zan.errors import RespError, ZanError, wrong_arity
 from zan.resp.types import NULL_ARRAY, OK, QUEUED
 from zan.store.codec import PARTITION_META
@@ -37,13 +49,13 @@ CONTROL = frozenset((b"exec", b"discard", b"multi", b"watch", b"quit", b"reset")
 _MULTI = "multi"            # client.extra: the queued (spec, argv) while inside MULTI
 _FAILED = "multi_failed"    # client.extra: a command failed to queue
 _WATCHED = "watched"        # client.extra: [(partition, pk, modifications, expires)]
+# Replicated nodes: client.extra entries for the one partition a transaction may touch.
+_DIGESTS = "watched_digests"  # ((namespace, pid), [(pk, digest as WATCH read it)])
+_GROUP = "multi_partition"    # (namespace, pid) of the keys queued so far
 
-# A collection created by the n-th command of a transaction takes the entry's index plus
-# n << 40: still unique in its partition (indexes stay far below 2**40), and distinct
-# for a key deleted and created again within one transaction.
-_COMMAND_VERSION_SHIFT = 40
-
-_NOT_REPLICATED = "ERR transactions are not supported on a replicated node yet"
+_EXEC_ENTRY = INTERNAL["zan.exec"]
+_KEY_DIGEST = INTERNAL["zan.keydigest"]
+CROSSSLOT = "CROSSSLOT Keys in request don't hash to the same slot"
 
 
 class Transactions:
@@ -55,8 +67,6 @@ class Transactions:
     def multi(self, client) -> Any:
         if _MULTI in client.extra:
             raise RespError("ERR MULTI calls can not be nested")
-        if not self._dispatcher.local_partitions:
-            raise RespError(_NOT_REPLICATED)
         client.extra[_MULTI] = []
         return OK
 
@@ -73,6 +83,8 @@ class Transactions:
             if spec.name in d.special:
                 # Cursor commands keep per-connection state outside the keyspace.
                 raise RespError(f"ERR {spec.name.upper()} is not supported inside MULTI")
+            if not d.local_partitions:
+                self._claim_partition(client, spec, argv)
         except ZanError:
             client.extra[_FAILED] = True
             raise
@@ -91,7 +103,35 @@ class Transactions:
     def _end(self, client) -> None:
         client.extra.pop(_MULTI, None)
         client.extra.pop(_FAILED, None)
+        client.extra.pop(_GROUP, None)
         self.unwatch(client)
+
+    def _claim_partition(self, client, spec, argv) -> None:
+        """Replicated: the partition of a command queued inside MULTI, which must be the
+        transaction's (that of the keys watched and queued before it)."""
+        if spec.route is Route.ALL_PARTITIONS:
+            raise RespError(f"ERR {spec.name.upper()} spans every partition and cannot run "
+                            "inside a transaction on a replicated node")
+        plan = self._plan(spec, argv)
+        if plan.error is not None and str(plan.error).startswith("CROSSSLOT"):
+            raise plan.error
+        if not plan.partitions:
+            return
+        if len(plan.partitions) > 1:
+            raise RespError(CROSSSLOT)
+        group = plan.partitions[0]
+        current = self._group_of(client)
+        if current is not None and current != group:
+            raise RespError(CROSSSLOT)
+        client.extra[_GROUP] = group
+
+    @staticmethod
+    def _group_of(client) -> tuple[str, int] | None:
+        """The partition a replicated transaction is bound to so far, if any."""
+        watched = client.extra.get(_DIGESTS)
+        if watched is not None:
+            return watched[0]
+        return client.extra.get(_GROUP)
 
     # -- WATCH ---------------------------------------------------------------------
 
@@ -100,7 +140,7 @@ class Transactions:
             raise RespError("ERR WATCH inside MULTI is not allowed")
         d = self._dispatcher
         if not d.local_partitions:
-            raise RespError(_NOT_REPLICATED)
+            return self._watch_replicated(client, keys)
         located = [d.locate(key) for key in keys]
         parts = {id(p): p for p, _ in located}
         if parts:
@@ -113,7 +153,39 @@ class Transactions:
                             self._alive_until(partition, pk, now_ms)))
         return OK
 
+    def _watch_replicated(self, client, keys: list[bytes]) -> Any:
+        d = self._dispatcher
+        located = [d.locate(key) for key in keys]
+        groups = {(p.namespace, p.pid) for p, _ in located}
+        current = self._group_of(client)
+        if current is not None:
+            groups.add(current)
+        if len(groups) > 1:
+            raise RespError(CROSSSLOT)
+        group, = groups
+        # Bound now, filled once read: commands queued meanwhile see the partition, and
+        # EXEC (which waits for this read) sees the digests.
+        _, watched = client.extra.setdefault(_DIGESTS, (group, []))
+
+        def read_digests():
+            # After this connection's earlier writes, and before anything it sends next.
+            return gatherResults([maybeDeferred(d.run_on, p, _KEY_DIGEST, [pk])
+                                  for p, pk in located], consumeErrors=True)
+
+        def record(digests):
+            watched.extend(zip((pk for _, pk in located), digests))
+            return OK
+
+        def failed(failure):
+            # No digest matches the empty one: an EXEC after a failed WATCH aborts.
+            watched.extend((pk, b"") for _, pk in located)
+            if failure.check(FirstError):
+                return failure.value.subFailure
+            return failure
+        return d.in_order(client, read_digests, barrier=True).addCallbacks(record, failed)
+
     def unwatch(self, client) -> Any:
+        client.extra.pop(_DIGESTS, None)
         for partition, pk, _, _ in client.extra.pop(_WATCHED, ()):
             partition.state_machine.unwatch(pk)
         return OK
@@ -140,12 +212,47 @@ class Transactions:
             raise RespError("ERR EXEC without MULTI")
         queued = extra.pop(_MULTI)
         failed = extra.pop(_FAILED, False)
+        extra.pop(_GROUP, None)
         try:
             if failed:
                 raise RespError("EXECABORT Transaction discarded because of previous errors.")
+            if not self._dispatcher.local_partitions:
+                watched = extra.get(_DIGESTS)
+                return self._dispatcher.in_order(
+                    client, lambda: self._run_replicated(client, queued, watched),
+                    barrier=False)
             return self._run(client, queued)
         finally:
             self.unwatch(client)
+
+    def _run_replicated(self, client, queued, watched) -> Any:
+        """One log entry of the transaction's partition holding the watched keys'
+        digests and the queued commands; server commands (and commands that fail before
+        reaching a key) are answered here, in their places."""
+        d = self._dispatcher
+        plans = [self._plan(spec, argv) for spec, argv in queued]
+        replies: list[Any] = [None] * len(plans)
+        keyed = []
+        group = watched[0] if watched else None
+        for n, plan in enumerate(plans):
+            if plan.error is None and plan.partitions:
+                keyed.append(n)
+                group = plan.partitions[0]
+            else:
+                replies[n] = plan.run(self, client, None, n)
+        if group is None:
+            return replies
+        entry = encode_exec(watched[1] if watched else [],
+                            [(plans[n].spec.name, plans[n].args) for n in keyed])
+        result = maybeDeferred(d.run_on, d.partition_of(*group), _EXEC_ENTRY, [entry])
+
+        def place(applied):
+            if applied is NULL_ARRAY:
+                return NULL_ARRAY
+            for n, reply in zip(keyed, applied):
+                replies[n] = reply
+            return replies
+        return result.addCallback(place)
 
     def _run(self, client, queued) -> Any:
         d = self._dispatcher
@@ -226,7 +333,7 @@ class _Planned:
                 return spec.merge([staged.run_on(pid_key, spec, self.args, n)
                                    for pid_key in self.partitions])
             if not self.partitions:     # no key: the handler reports the bad arguments
-                return spec.handler(staged.scratch(), self.args)
+                return spec.handler(_scratch(), self.args)
             return staged.run_across(self.namespace, [pid for _, pid in self.partitions],
                                      spec, self.args, n)
         except ZanError as e:
@@ -255,6 +362,11 @@ class _Nothing:
         return iter(())
 
 
+def _scratch() -> Txn:
+    """A Txn over nothing, for a command with no key to report its arguments."""
+    return Txn(_Nothing(), now_ms=0)
+
+
 class _Staged:
     """A transaction's writes so far, one writable Txn per partition it touches."""
 
@@ -275,7 +387,7 @@ class _Staged:
         return txn
 
     def _version_base(self, key: tuple[str, int], n: int) -> int:
-        return self._partitions[key].next_index + (n << _COMMAND_VERSION_SHIFT)
+        return self._partitions[key].next_index + (n << COMMAND_VERSION_SHIFT)
 
     def run_across(self, namespace: str, pids: list[int], spec, args, n: int) -> Any:
         def route(pk: bytes) -> int:
@@ -311,10 +423,6 @@ class _Staged:
         if spec.is_write:
             self._stage(key, txn.changes)
         return reply
-
-    def scratch(self) -> Txn:
-        """A Txn over nothing, for a command with no key to report its arguments."""
-        return Txn(_Nothing(), now_ms=self._now_ms)
 
     def shares(self) -> list[tuple[Any, dict]]:
         out = []

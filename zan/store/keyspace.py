@@ -13,6 +13,7 @@ all if the handler raises.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping, Protocol
@@ -27,6 +28,7 @@ from zan.store.codec import (
 __all__ = [
     "KeyspaceOptions", "DEFAULT_OPTIONS", "ReadSource", "Txn", "Meta",
     "expired", "lookup", "lookup_as", "store_meta", "remove_key", "new_collection",
+    "key_digest",
     "check_subkey", "check_value", "MAX_KEY", "MAX_SUBKEY", "MAX_VALUE",
     "WAIT_COMPACT", "LOCAL_DELETION",
 ]
@@ -253,6 +255,34 @@ def new_collection(txn: Txn, type_: int, pk: bytes) -> Meta:
     elements of an older incarnation of the same key never reappear."""
     payload = codec.encode_i64(0) * (2 if type_ == T_LIST else 1)
     return Meta(type_, 0, txn.version_for(pk), payload)
+
+
+# The records that hold a collection's elements, by type (a sorted set's score index
+# only mirrors its members' records, so they suffice).
+_ELEMENT_TAGS = {T_HASH: codec.HASH_ELEM, T_SET: codec.SET_ELEM, T_LIST: codec.LIST_ELEM,
+                 T_ZSET: codec.ZSET_ELEM}
+_ABSENT_DIGEST = b"\x00" * 16
+
+
+def key_digest(txn: Txn, pk: bytes) -> bytes:
+    """A 16-byte digest of everything a reader of `pk` can see: type, deadline,
+    incarnation (a collection's version) and contents; the same for every absent or
+    expired key.  Two states of a key differ in their digests (but for a collision),
+    so a replicated WATCH compares digests taken when it watched and when EXEC applies."""
+    meta = lookup(txn, pk)
+    if meta is None:
+        return _ABSENT_DIGEST
+    h = hashlib.blake2b(digest_size=16)
+    h.update(encode_meta(meta.type, meta.expire_at, meta.version, meta.payload))
+    tag = _ELEMENT_TAGS.get(meta.type)
+    if tag is not None:
+        prefix = codec.elem_prefix(tag, pk, meta.version)
+        for key, value in txn.iterate(prefix, codec.prefix_end(prefix)):
+            # Lengths first, so that no two (key, value) sequences hash alike.
+            h.update(len(key).to_bytes(4, "big") + len(value).to_bytes(4, "big"))
+            h.update(key)
+            h.update(value)
+    return h.digest()
 
 
 def check_subkey(value: bytes) -> bytes:

@@ -15,7 +15,7 @@ from typing import Any
 import msgpack
 from twisted.logger import Logger
 
-from zan.commands.registry import REGISTRY
+from zan.commands.registry import spec_named
 from zan.errors import RespError, ZanError
 from zan.store.codec import (
     APPLIED_INDEX_KEY, EXPIRES_COUNT_KEY, EXPIRY, KEYS_COUNT_KEY, META, PARTITION_META,
@@ -171,7 +171,7 @@ class PartitionStateMachine:
                 self._apply_effects(pending, fields[2])
             return None
         _, _, now_ms, seed, name, args = fields
-        spec = REGISTRY.get(name)
+        spec = spec_named(name)
         if spec is None:
             # Written by a node that knows a command this one does not: every replica of
             # this version answers the same, so nobody diverges.
@@ -247,7 +247,7 @@ class PartitionStateMachine:
 
     def read(self, name: str, args: list[bytes], now_ms: int, seed: int = 0) -> Any:
         """Run a read command on the current state; raises its RespError."""
-        spec = REGISTRY[name]
+        spec = spec_named(name)
         direct = spec.extra.get("read")
         if direct is not None:
             # A one-record read that needs no Txn (GET): f(source, pk, now_ms, options).
