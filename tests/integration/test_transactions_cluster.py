@@ -5,12 +5,14 @@ keys, sent to every node; keys of two partitions answer CROSSSLOT; seeded WATCH/
 sequences over two connections (to two nodes) side by side with redis-server."""
 
 import itertools
+import time
 import random
 import threading
 
 import pytest
 import redis
 
+from zan.node.namespaces import hash_tag, partition_of
 from tests.support.cluster import StaticClusterProcs
 from tests.support.differential import check, watch_exec_rounds
 from tests.support.processes import RawClient
@@ -130,3 +132,68 @@ def test_a_ten_thousand_command_transaction_applies_whole(cluster):
     assert other.get("{big}:c99") == b"100"
     other.close()
     c.close()
+
+
+def _transfers(port, counters, stop, done, errors):
+    """MULTI/EXEC transfers between hash-tagged counters until `stop`; failures (a node
+    killed under the connection) are retried on a new one."""
+    rng = random.Random(port)
+    r = None
+    while not stop.is_set():
+        try:
+            if r is None:
+                r = redis.Redis(port=port, protocol=2, socket_timeout=10)
+            a, b = rng.sample(counters, 2)
+            amount = rng.randint(1, 9)
+            pipe = r.pipeline(transaction=True)
+            pipe.decrby(a, amount).incrby(b, amount)
+            pipe.execute()
+            done.append(1)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            r = None
+            stop.wait(0.2)
+        except redis.exceptions.ResponseError as e:
+            if "CLUSTER_CHANGED" not in str(e) and "leader" not in str(e).lower():
+                errors.append(str(e))
+            stop.wait(0.1)
+
+
+@pytest.mark.slow
+def test_kill_9_of_leaders_never_breaks_a_transfer():
+    """Transfers between counters run on every node while the partition's leader is
+    killed with kill -9 three times: a transaction is one entry, so afterwards the
+    counters, read through every node, still sum to zero."""
+    counters = [f"{{bank}}:c{i}" for i in range(5)]
+    with StaticClusterProcs(3, extra_conf={"proposal_timeout_ms": 3000}) as c:
+        stop, done, errors = threading.Event(), [], []
+        workers = [threading.Thread(target=_transfers,
+                                    args=(n.redis_port, counters, stop, done, errors))
+                   for n in c.nodes]
+        for w in workers:
+            w.start()
+        try:
+            pid = f"default-{_partition_of(c, counters[0])}"
+            for _ in range(3):
+                before = len(done)
+                while len(done) < before + 30:
+                    time.sleep(0.05)
+                leader = c.leader_of(pid)
+                c.kill(leader)
+                c.leader_of(pid, among=[n for n in c.nodes if n is not leader])
+                c.restart(leader)
+                c.wait_leaders()
+        finally:
+            stop.set()
+            for w in workers:
+                w.join(30)
+        assert not errors, errors[:5]
+        assert len(done) >= 90
+        for node in c.nodes:
+            r = client(node)
+            values = [int(v or 0) for v in r.mget(counters)]
+            assert sum(values) == 0, (node.node_id, values)
+            r.close()
+
+
+def _partition_of(cluster, key: str) -> int:
+    return partition_of(hash_tag(key.encode()), cluster.namespaces[0]["partition_num"])

@@ -211,3 +211,24 @@ def test_the_internal_commands_are_not_reachable_by_clients(cluster):
     conn = Connection(cluster, 1)
     assert "unknown command" in error_text(conn("zan.exec", "x"))
     assert "unknown command" in error_text(conn("zan.keydigest", "x"))
+
+
+def test_a_write_too_big_for_one_entry_is_refused_whole(tmp_path):
+    c = InProcessCluster(tmp_path, settings={"max_entry_bytes": 1 << 20})
+    try:
+        for node in c.nodes.values():
+            node.dispatcher.server = SimpleNamespace(transactions=node.dispatcher.transactions)
+        c.wait_leader(0)
+        a, b = keys_in(0, 2, "big", 2)
+        conn = Connection(c, 2)
+        conn("multi")
+        conn("set", a, "x" * 600_000)
+        conn("set", b, "y" * 600_000)
+        assert "more than max_entry_bytes (1048576)" in error_text(conn("exec"))
+        assert c.call(1, "exists", a, b) == 0
+        assert "max_entry_bytes" in error_text(c.call(3, "set", a, "z" * (1 << 20)))
+        # The group goes on.
+        assert c.call(3, "set", a, "x" * 600_000) == b"OK"
+        assert c.call(1, "strlen", a) == 600_000
+    finally:
+        c.close()

@@ -124,7 +124,8 @@ class ReplicaHost:
         partition = RaftPartition(
             namespace, pid, gid, replica_id, sm, self.driver, log, reactor=self.reactor,
             options=options, snap_count=snap_count, snap_catchup=snap_catchup,
-            stale_reads=lambda: self.node.settings["stale_read"])
+            stale_reads=lambda: self.node.settings["stale_read"],
+            max_entry_bytes=self.config.max_entry_bytes)
         raft_config = RaftConfig(
             id=replica_id, election_tick=self.config.election_tick, heartbeat_tick=1,
             check_quorum=True, pre_vote=True, applied=_raft_applied(sm.applied_index, log),

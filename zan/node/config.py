@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zan.errors import ConfigError
+from zan.raft.transport import DEFAULT_MAX_FRAME
 
 __all__ = ["ClusterNode", "NamespaceConfig", "NodeConfig", "load_config", "build_config", "parse_host_port", "NAME_RE"]
 
@@ -99,6 +100,7 @@ class NodeConfig:
     keep_backup: int = 10
     proposal_timeout_ms: int = 4000           # ZanRedisDB's proposeTimeout
     commit_batch_us: int = 500               # Zan: writes gathered per sync (0: one turn)
+    max_entry_bytes: int = 32 << 20           # Zan: largest replicated write (one Raft entry)
     # -- redis front end (Zan) --
     default_namespace: str = "default"        # compat mode: keys without a known namespace
     requirepass: str = ""
@@ -162,6 +164,10 @@ class NodeConfig:
         """(host, port) of `local_raft_addr` (``http://host:port`` or ``host:port``)."""
         return parse_host_port("local_raft_addr", self.local_raft_addr.split("://", 1)[-1])
 
+
+# A Raft message carries at least one whole entry, and a frame of the transport holds a
+# message: an entry must leave room in a frame for its message's other entries' headers.
+MAX_ENTRY_BYTES = DEFAULT_MAX_FRAME // 2
 
 _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(NodeConfig)}
 _NODE_FIELDS = {f.name for f in dataclasses.fields(ClusterNode)}
@@ -255,6 +261,9 @@ def _validate(c: NodeConfig) -> None:
             raise ConfigError(f"{key}: must be positive, got {getattr(c, key)}")
     if c.commit_batch_us < 0 or c.commit_batch_us > 100_000:
         raise ConfigError(f"commit_batch_us: must be 0..100000, got {c.commit_batch_us}")
+    if not 1 << 20 <= c.max_entry_bytes <= MAX_ENTRY_BYTES:
+        raise ConfigError(f"max_entry_bytes: must be {1 << 20}..{MAX_ENTRY_BYTES} (half the "
+                          f"Raft transport's frame limit), got {c.max_entry_bytes}")
     if not 0 <= c.row_cache_mb <= 4096:
         raise ConfigError(f"row_cache_mb: must be 0..4096, got {c.row_cache_mb}")
     if c.idle_timeout_s < 0 or c.expire_grace_ms < 0:

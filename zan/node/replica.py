@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from zan.errors import NoLeader, NotLeader, Stopping
+from zan.errors import NoLeader, NotLeader, RespError, Stopping
 from zan.raft.codec import decode_conf_change
 from zan.raft.types import ConfChangeType, Entry, EntryType, Snapshot
 from zan.store.statemachine import PartitionStateMachine
@@ -48,7 +48,8 @@ class RaftPartition:
 
     def __init__(self, namespace: str, pid: int, group_id: int, replica_id: int,
                  state_machine: PartitionStateMachine, driver, group_log, *, reactor,
-                 options, snap_count: int, snap_catchup: int, stale_reads=lambda: False):
+                 options, snap_count: int, snap_catchup: int, stale_reads=lambda: False,
+                 max_entry_bytes: int = 32 << 20):
         self.namespace = namespace
         self.pid = pid
         self.name = f"{namespace}-{pid}"
@@ -62,6 +63,7 @@ class RaftPartition:
         self._snap_count = snap_count
         self._snap_catchup = snap_catchup
         self._stale_reads = stale_reads
+        self._max_entry_bytes = max_entry_bytes
         self._read_batch: list[tuple[str, list[bytes], int, int, Deferred]] = []
         self._read_call = None
         self._compact_call = None
@@ -87,6 +89,11 @@ class RaftPartition:
     def propose(self, data: bytes) -> Deferred:
         if self.stopped:
             raise Stopping()
+        if len(data) > self._max_entry_bytes:
+            # Refused before the log holds it: an entry no Raft frame can carry would stop
+            # its group's replication for good.
+            raise RespError(f"ERR this write is {len(data)} bytes in the log, more than "
+                            f"max_entry_bytes ({self._max_entry_bytes})")
         driver = self._driver
         if not driver.is_leader(self.group_id):
             # Refused at once, without a failed Deferred (building a Failure per refused
