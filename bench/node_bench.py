@@ -104,8 +104,10 @@ def _benchmark_figure(args: list[str], port: int, n: int) -> float:
         ["redis-benchmark", "-p", str(port), "-c", "50", "-n", str(n), "--csv", *args],
         capture_output=True, text=True, timeout=1800).stdout
     for line in out.splitlines():
-        fields = [f.strip('"') for f in line.split(",")]
-        if len(fields) > 1 and re.match(r"[0-9.]+$", fields[1]):
+        # "test","rps", then 6 latencies; the test (the command's words, unescaped) may
+        # hold commas and quotes, so the figures are counted from the right.
+        fields = [f.strip('"') for f in line.rsplit(",", 7)]
+        if len(fields) == 8 and re.match(r"[0-9.]+$", fields[1]):
             return float(fields[1])
     raise RuntimeError(f"no figure from redis-benchmark {args}: {out!r}")
 

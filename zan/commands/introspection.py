@@ -18,6 +18,7 @@ from zan.commands.util import check_subcommand, help_reply, parse_int
 from zan.errors import RespError
 from zan.resp.types import OK, SimpleString
 from zan.store import codec
+from zan.store.codec import T_JSON
 from zan.store.keyspace import T_HASH, T_LIST, T_SET, T_STRING, T_ZSET, Meta, Txn, lookup
 
 __all__ = ["encoding_of"]
@@ -72,6 +73,8 @@ def encoding_of(txn: Txn, pk: bytes, meta: Meta) -> bytes:
         if _as_long(value) is not None:
             return b"int"
         return b"embstr" if len(value) <= _EMBSTR_LIMIT else b"raw"
+    if meta.type == T_JSON:
+        return b"raw"       # what Redis reports for a module's value
     if meta.type == T_LIST:
         # Redis 7.0 stores every list as a quicklist (listpack lists came with 7.2).
         return b"quicklist"

@@ -35,7 +35,7 @@ import math
 import struct
 
 __all__ = [
-    "T_STRING", "T_HASH", "T_LIST", "T_SET", "T_ZSET", "TYPE_NAMES",
+    "T_STRING", "T_HASH", "T_LIST", "T_SET", "T_ZSET", "T_JSON", "TYPE_NAMES",
     "META", "EXPIRY", "PARTITION_META",
     "HASH_ELEM", "SET_ELEM", "LIST_ELEM", "ZSET_ELEM", "ZSCORE_ELEM",
     "meta_key", "pk_of_meta_key", "pk_of_record", "encode_meta", "decode_meta_header",
@@ -52,8 +52,10 @@ T_HASH = 2
 T_LIST = 3
 T_SET = 4
 T_ZSET = 5
+T_JSON = 6      # a JSON document, its compact text in the meta record (zan.commands.json)
 
-TYPE_NAMES = {T_STRING: b"string", T_HASH: b"hash", T_LIST: b"list", T_SET: b"set", T_ZSET: b"zset"}
+TYPE_NAMES = {T_STRING: b"string", T_HASH: b"hash", T_LIST: b"list", T_SET: b"set", T_ZSET: b"zset",
+              T_JSON: b"ReJSON-RL"}
 
 # Key spaces.
 PARTITION_META = b"\x00"
