@@ -253,14 +253,15 @@ def _live(txn: Txn, value: bytes) -> tuple[int, int] | None:
 
 
 def scan_keys(txn: Txn, lo: bytes, hi: bytes | None, count: int, accept,
-              only_type: int | None = None):
-    """Walk live meta records in [lo, hi) examining at most `count` of them (keys not of
-    `only_type`, when given, are skipped without counting); returns (pks accepted by
-    ``accept(pk, type)``, last pk examined or None if the range is exhausted)."""
+              only_type: int | None = None, reverse: bool = False):
+    """Walk live meta records in [lo, hi) (from the top if `reverse`) examining at most
+    `count` of them (keys not of `only_type`, when given, are skipped without counting);
+    returns (pks accepted by ``accept(pk, type)``, last pk examined or None if the range
+    is exhausted)."""
     out: list[bytes] = []
     examined = 0
     last = None
-    for key, value in txn.iterate(lo, hi):
+    for key, value in txn.iterate(lo, hi, reverse=reverse):
         info = _live(txn, value)
         if info is None or (only_type is not None and info[0] != only_type):
             continue
@@ -324,7 +325,7 @@ def scan(txn: Txn, args: list[bytes]):
     return [b"0" if last is None else _TOKEN_MARK + last, keys]
 
 
-_ADVSCAN_TYPES = {b"KV": T_STRING, b"HASH": T_HASH, b"LIST": T_LIST, b"SET": T_SET,
+ADVSCAN_TYPES = {b"KV": T_STRING, b"HASH": T_HASH, b"LIST": T_LIST, b"SET": T_SET,
                   b"ZSET": T_ZSET}
 
 
@@ -338,7 +339,7 @@ def advscan(txn: Txn, args: list[bytes]):
     table, sep, cursor = args[0].partition(b":")
     if not sep or not table:
         raise RespError("ERR invalid table name")
-    type_ = _ADVSCAN_TYPES.get(args[1].upper())
+    type_ = ADVSCAN_TYPES.get(args[1].upper())
     if type_ is None:
         raise RespError("ERR invalid scan type")
     count, pattern, _ = _scan_options(args[2:], allow_type=False)

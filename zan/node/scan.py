@@ -44,7 +44,8 @@ class ScanRunner:
         special["scan"] = self.scan
         for name in ("hscan", "sscan", "zscan"):
             special[name] = self.keyed_scan
-        special["advscan"] = self.advscan
+        for name in ("advscan", "advrevscan", "fullscan", "revscan"):
+            special[name] = self.table_scan
 
     def _ordered_partitions(self):
         return sorted(self._dispatcher.partitions.partitions(), key=lambda p: (p.namespace, p.pid))
@@ -99,14 +100,16 @@ class ScanRunner:
             partition, spec, [route.pk, entry.token, *argv[3:]]))
         return [self._cursors.issue(next_token, context), items]
 
-    # -- ADVSCAN ns:table:<cursor> TYPE [MATCH p] [COUNT n] (ZanRedisDB) ------------------
+    # -- ZanRedisDB's table scans: ADVSCAN ADVREVSCAN FULLSCAN ns:table:<cursor> TYPE
+    # [MATCH p] [COUNT n], and REVSCAN ns:table:<cursor> [MATCH p] [COUNT n] -------------
 
-    def advscan(self, spec, argv):
-        return Deferred.fromCoroutine(self._advscan(spec, argv))
+    def table_scan(self, spec, argv):
+        return Deferred.fromCoroutine(self._table_scan(spec, argv))
 
-    async def _advscan(self, spec, argv):
+    async def _table_scan(self, spec, argv):
         """The cursor is ZanRedisDB's: base64 of ``<pid>:<base64 part cursor>;`` for every
-        partition still in progress; empty to start, and empty again when all are done."""
+        partition still in progress; empty to start, and empty again when all are done.
+        COUNT is shared out between those partitions."""
         prefix, sep, rest = argv[1].partition(b":")
         namespace = prefix.decode("utf-8", "replace")
         config = self._node.config.namespace(namespace) if sep else None
@@ -116,24 +119,25 @@ class ScanRunner:
         if not sep or not table:
             raise RespError("ERR invalid table name")
         states = self._decode_adv_cursor(cursor, config.partition_num)
-        opts = list(argv[3:])
+        typed = spec.name != "revscan"
+        head, opts = (list(argv[2:3]), list(argv[3:])) if typed else ([], list(argv[2:]))
         if len(opts) % 2:
             raise RespError(SYNTAX)
         count = _count_option(opts)
         share = max(1, count // max(1, len(states)))
         opts = _with_count(opts, share)
-        keys: list[bytes] = []
+        items: list = []
         remaining: dict[int, bytes] = {}
         for pid, part_cursor in states.items():
             partition = self._dispatcher.partitions.partition(namespace, pid)
             if partition is None:
                 raise PartitionNotFound()
             next_cursor, page = await _value(self._dispatcher.run_on(
-                partition, spec, [table + b":" + part_cursor, argv[2], *opts]))
-            keys.extend(page)
+                partition, spec, [table + b":" + part_cursor, *head, *opts]))
+            items.extend(page)
             if next_cursor:
                 remaining[pid] = next_cursor
-        return [self._encode_adv_cursor(remaining), keys]
+        return [self._encode_adv_cursor(remaining), items]
 
     @staticmethod
     def _decode_adv_cursor(cursor: bytes, partition_num: int) -> dict[int, bytes]:
