@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from zan.commands.redis_config import PARAMS, memtoull
+from zan.commands.redis_config import memtoull, setting
 from zan.commands.table import ADMIN, LOADING, NOSCRIPT, READONLY, STALE, Route, command
 from zan.commands.util import check_subcommand, help_reply, parse_int
 from zan.errors import RespError
@@ -39,8 +39,7 @@ _LFU_NOT_SELECTED = ("ERR An LFU maxmemory policy is not selected, access freque
 
 
 def _setting(txn: Txn, name: str) -> str:
-    values = txn.options.redis_config
-    return values[name] if values is not None else PARAMS[name].default
+    return setting(txn.options.redis_config, name)
 
 
 def _int_setting(txn: Txn, name: str) -> int:
