@@ -206,3 +206,23 @@ def test_dense_values_with_extreme_registers(pair, registers):
     check(pair, "get", "d")
     check(pair, "pfmerge", "m", "d")
     check(pair, "get", "m")
+
+
+def test_in_transactions_and_under_watch(pair):
+    zan, redis = pair
+    check(pair, "multi")
+    check(pair, "pfadd", "h", "a", "b")
+    check(pair, "pfcount", "h")
+    check(pair, "get", "h")
+    check(pair, "pfmerge", "m", "h", "nokey")
+    check(pair, "pfcount", "m", "h")
+    check(pair, "exec")
+    check(pair, "get", "m")
+    check(pair, "pfadd", "h", "c")
+    # PFCOUNT storing its count changes the key: a WATCH on it fails the transaction.
+    check(pair, "watch", "h")
+    check(pair, "pfcount", "h")
+    check(pair, "multi")
+    check(pair, "get", "h")
+    check(pair, "exec")
+    check(pair, "object", "encoding", "h")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+from zan.commands.hll_codec import is_hll
 from zan.commands.redis_config import memtoull, setting
 from zan.commands.table import ADMIN, LOADING, NOSCRIPT, READONLY, STALE, Route, command
 from zan.commands.util import check_subcommand, help_reply, parse_int
@@ -70,6 +71,10 @@ def encoding_of(txn: Txn, pk: bytes, meta: Meta) -> bytes:
         value = meta.payload
         if _as_long(value) is not None:
             return b"int"
+        if is_hll(value):
+            # The PF* commands build and edit a HyperLogLog as a raw string, however short
+            # (one only SET and never touched by them would still be an embstr).
+            return b"raw"
         return b"embstr" if len(value) <= _EMBSTR_LIMIT else b"raw"
     if meta.type == T_LIST:
         # Redis 7.0 stores every list as a quicklist (listpack lists came with 7.2).
