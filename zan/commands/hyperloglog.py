@@ -1,17 +1,19 @@
 """HyperLogLog commands (Redis hyperloglog.c): PFADD PFCOUNT PFMERGE PFDEBUG PFSELFTEST.
 
 A HyperLogLog is a string value in Redis's own representation (`zan.commands.hll_codec`),
-so GET, SET, DUMP-like copies and TYPE see what they see on redis-server.
+so GET, SET and TYPE see what they see on redis-server, and a value copied from one
+counts the same on the other.
 
 PFCOUNT of one key stores the count it computes in the value's header, as Redis does,
 so it runs through the log like a write (its spec's ``extra["logged"]``, see
 `CommandSpec.is_write`) while COMMAND INFO shows Redis's ``readonly``.  With several
-keys it only reads.
+keys it changes nothing, though it takes the same path (one spec serves both forms).
 
-The sparse encoding grows up to ``hll-sparse-max-bytes`` (a node's CONFIG value, read
-when the command is applied) before it turns dense, as in Redis: replicas configured
-differently may then spell the same registers differently, exactly as Redis replicas
-do, since Redis too propagates PFADD rather than its resulting bytes.
+The sparse encoding grows up to ``hll-sparse-max-bytes`` (each node's CONFIG value,
+read when a command is applied) before it turns dense, as in Redis.  Replicas whose
+values differ may hold different bytes for the same registers, as Redis replicas can
+(Redis, too, replicates PFADD rather than its resulting bytes): keep it equal on every
+node.
 """
 
 from __future__ import annotations
