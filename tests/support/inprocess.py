@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+from contextlib import contextmanager
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.task import Clock
@@ -20,7 +21,7 @@ from zan.node.snapshot import snapshot_chunks
 from zan.raft.wal import WalLogStore
 from zan.resp.protocol import ClientState
 
-__all__ = ["MemoryNetwork", "InProcessCluster"]
+__all__ = ["MemoryNetwork", "InProcessCluster", "running_cluster"]
 
 
 class _MemoryTransport:
@@ -228,3 +229,15 @@ class InProcessCluster:
 
 async def _raise(error):
     raise error
+
+
+@contextmanager
+def running_cluster(tmp_path):
+    """An `InProcessCluster` whose two partitions have leaders, closed at the end."""
+    c = InProcessCluster(tmp_path)
+    try:
+        c.wait_leader(0)
+        c.wait_leader(1)
+        yield c
+    finally:
+        c.close()

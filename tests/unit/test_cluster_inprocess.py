@@ -7,19 +7,14 @@ from twisted.internet.defer import Deferred
 from zan.errors import ZanError
 from zan.node.namespaces import partition_of
 from zan.raft.types import ConfChange, ConfChangeType
-from tests.support.inprocess import InProcessCluster
+from tests.support.inprocess import InProcessCluster, running_cluster
 from zan.node.http_api import NodeHTTPAPI, data_checksum
 
 
 @pytest.fixture
 def cluster(tmp_path):
-    c = InProcessCluster(tmp_path)
-    try:
-        c.wait_leader(0)
-        c.wait_leader(1)
+    with running_cluster(tmp_path) as c:
         yield c
-    finally:
-        c.close()
 
 
 def key_in(pid, prefix="k"):

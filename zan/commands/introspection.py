@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 
-from zan.commands.redis_config import PARAMS, memtoull
+from zan.commands.hll_codec import is_hll
+from zan.commands.redis_config import memtoull, setting
 from zan.commands.table import ADMIN, LOADING, NOSCRIPT, READONLY, STALE, Route, command
 from zan.commands.util import check_subcommand, help_reply, parse_int
 from zan.errors import RespError
@@ -40,8 +41,7 @@ _LFU_NOT_SELECTED = ("ERR An LFU maxmemory policy is not selected, access freque
 
 
 def _setting(txn: Txn, name: str) -> str:
-    values = txn.options.redis_config
-    return values[name] if values is not None else PARAMS[name].default
+    return setting(txn.options.redis_config, name)
 
 
 def _int_setting(txn: Txn, name: str) -> int:
@@ -72,6 +72,10 @@ def encoding_of(txn: Txn, pk: bytes, meta: Meta) -> bytes:
         value = meta.payload
         if _as_long(value) is not None:
             return b"int"
+        if is_hll(value):
+            # The PF* commands build and edit a HyperLogLog as a raw string, however short
+            # (one only SET and never touched by them would still be an embstr).
+            return b"raw"
         return b"embstr" if len(value) <= _EMBSTR_LIMIT else b"raw"
     if meta.type == T_JSON:
         return b"raw"       # what Redis reports for a module's value

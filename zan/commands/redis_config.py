@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from zan.commands.glob import glob_match
 from zan.errors import SYNTAX, RespError
 
 __all__ = ["Param", "PARAMS", "RedisConfig", "ConfigError", "parse_value", "memtoull",
-           "lookup_param"]
+           "lookup_param", "setting"]
 
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _UINT64 = 1 << 64
@@ -554,6 +554,12 @@ def parse_value(p: Param, raw: bytes, current: str | None = None) -> str:
 
 
 # -- CONFIG GET / SET over a set of values ------------------------------------------------
+
+def setting(values: Mapping[str, str] | None, name: str) -> str:
+    """A parameter's value in `values` (a node's, as CONFIG GET prints it), or Redis's
+    default when there are none."""
+    return values[name] if values is not None else PARAMS[name].default
+
 
 class RedisConfig:
     """Every parameter's current value.

@@ -226,7 +226,7 @@ def config(server, client, args):
 
 def _info_reply(spec):
     acl = [b"@" + spec.group.replace("-", "").encode()]
-    acl.insert(0, b"@write" if spec.is_write else b"@read" if READONLY in spec.flags else b"@connection")
+    acl.insert(0, b"@write" if WRITE in spec.flags else b"@read" if READONLY in spec.flags else b"@connection")
     if FAST in spec.flags:
         acl.append(b"@fast")
     return [spec.name.encode(), spec.arity, [SimpleString(f.encode()) for f in spec.flags],

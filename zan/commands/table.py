@@ -77,12 +77,17 @@ class CommandSpec:
     # Commands like SINTERCARD name their key count at this argv position; the keys follow it.
     numkeys_at: int = 0
     # "key_positions": f(argv) -> positions of the keys, for commands whose keys
-    # options name (SORT ... STORE dst).
+    # options name (SORT ... STORE dst).  "logged": see `is_write`.
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def is_write(self) -> bool:
-        return WRITE in self.flags
+        """Does the command run through the log (at apply time, on every replica)?  Every
+        `write` command does; so does a `readonly` one whose spec sets
+        ``extra["logged"]`` because it may still change its key (PFCOUNT stores the count
+        it computes in the value, as Redis does), which keeps Redis's flags in COMMAND
+        INFO while ordering and replicating it like a write."""
+        return WRITE in self.flags or self.extra.get("logged", False)
 
     def key_positions_of(self, argv: list[bytes]) -> range | list[int]:
         """Positions in argv (name = 0) of the keys of this call.  With a key count, the
