@@ -10,6 +10,7 @@ from zan.commands import introspection  # noqa: F401
 from zan.commands import transactions  # noqa: F401
 from zan.commands import keyspace, zset_algebra  # noqa: F401
 from zan.commands import bitfield, lcs  # noqa: F401
+from zan.commands import geo  # noqa: F401
 
 REGISTRY = table.REGISTRY
 spec_named = table.spec_named
