@@ -319,3 +319,26 @@ def test_command_info_and_getkeys(pair):
                  ("geosearch", "g", "FROMMEMBER", "m", "BYRADIUS", "1", "m"),
                  ("geoadd", "g", "1", "1", "m"), ("geopos", "g", "m")]:
         check(pair, "command", "getkeys", *argv)
+
+
+def test_ties_at_equal_distances(pair):
+    """Members sharing a position are at equal distances: which of them COUNT n keeps,
+    and in which order, is what Redis's unstable partial sort leaves."""
+    rng = random.Random(11)
+    spots = [(13.0 + rng.uniform(0, 0.1), 38.0 + rng.uniform(0, 0.1)) for _ in range(8)]
+    batch = []
+    for i in range(200):
+        lon, lat = rng.choice(spots)
+        batch += [repr(lon), repr(lat), f"x{i}"]
+    check(pair, "geoadd", "t", *batch)
+    for _ in range(80):
+        lon, lat = rng.choice(spots)
+        order = rng.choice(["ASC", "DESC"])
+        count = str(rng.choice([1, 2, 7, 8, 30, 41, 120, 199, 250]))
+        check(pair, "georadius", "t", repr(lon), repr(lat), "20", "km", "COUNT", count, order)
+        check(pair, "geosearch", "t", "FROMLONLAT", repr(lon), repr(lat), "BYBOX", "30", "30",
+              "km", order, "COUNT", count, "WITHDIST")
+        check(pair, "georadius", "t", repr(lon), repr(lat), "20", "km", order)
+        check(pair, "georadius", "t", repr(lon), repr(lat), "20", "km", "COUNT", count,
+              "STORE", "dst")
+        check(pair, "zrange", "dst", "0", "-1", "withscores")

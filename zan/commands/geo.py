@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from zan.commands import geohash
 from zan.commands.geohash import Shape
+from zan.commands.pqsort import pqsort
 from zan.commands.table import (
     DENYOOM, MOVABLEKEYS, READONLY, REGISTRY, WRITE, Route, command,
 )
@@ -279,6 +280,17 @@ def _points_in_shape(zs: ZSetView, shape: Shape, limit: int) -> list[tuple]:
     return found
 
 
+def _by_distance(p, q) -> int:
+    """Redis's sort_gp_asc (a NaN distance compares as smaller)."""
+    if p[1] > q[1]:
+        return 1
+    return 0 if p[1] == q[1] else -1
+
+
+def _by_distance_desc(p, q) -> int:
+    return -_by_distance(p, q)
+
+
 def _search(txn: Txn, args: list[bytes], variant: str, nostore: bool, name: str):
     search = _Search()
     src = 1 if variant == _SEARCHSTORE else 0
@@ -303,11 +315,15 @@ def _search(txn: Txn, args: list[bytes], variant: str, nostore: bool, name: str)
     if search.count and search.sort is None and not search.any:
         search.sort = "asc"   # the nearest n, not any n
     points = _points_in_shape(zs, search.shape(), search.count if search.any else 0)
+    returned = min(search.count, len(points)) if search.count else len(points)
     if search.sort is not None:
-        # Stable, as glibc's qsort (a merge sort) is: equal distances keep scan order.
-        points.sort(key=lambda p: p[1], reverse=search.sort == "desc")
-    if search.count:
-        points = points[:search.count]
+        desc = search.sort == "desc"
+        if returned == len(points):
+            # Stable, as glibc's qsort (a merge sort) is: equal distances keep scan order.
+            points.sort(key=lambda p: p[1], reverse=desc)
+        else:
+            pqsort(points, _by_distance_desc if desc else _by_distance, 0, returned - 1)
+    del points[returned:]
 
     conversion = search.conversion
     if search.store is not None:
