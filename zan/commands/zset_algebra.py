@@ -23,7 +23,7 @@ from zan.store.codec import (
 )
 from zan.store.keyspace import Txn, lookup, new_collection, remove_key
 
-__all__ = ["zset_scores"]
+__all__ = ["zset_scores", "store_scores"]
 
 _UNION, _INTER, _DIFF = "union", "inter", "diff"
 _AGGREGATES = {b"SUM", b"MIN", b"MAX"}
@@ -150,9 +150,12 @@ def _reply(outcome) -> list[bytes]:
 
 
 def _store(txn: Txn, dst: bytes, outcome) -> int:
-    """Replace `dst` by the result (Redis's setKey: any type, TTL dropped), or delete it
-    when the result is empty."""
-    result, _ = outcome
+    return store_scores(txn, dst, outcome[0])
+
+
+def store_scores(txn: Txn, dst: bytes, result: dict[bytes, float]) -> int:
+    """Replace `dst` by a sorted set of `result` (Redis's setKey: any type, TTL
+    dropped), or delete it when the result is empty; the number of members stored."""
     if lookup(txn, dst) is not None:
         remove_key(txn, dst)
     if not result:
