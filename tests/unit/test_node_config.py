@@ -27,6 +27,7 @@ def test_defaults_are_a_standalone_node_with_compat_namespace():
     ({"etcd_node_ttl": 0}, "etcd_node_ttl"),
     ({"row_cache_mb": -1}, "row_cache_mb"),
     ({"max_entry_bytes": 1000}, "max_entry_bytes"),
+    ({"max_batch_elements": -1}, "max_batch_elements"),
     ({"max_entry_bytes": 64 << 20}, "max_entry_bytes"),
     ({"row_cache_mb": "4M"}, "row_cache_mb"),
     ({"coordinator_interval_ms": 0}, "coordinator_interval_ms"),

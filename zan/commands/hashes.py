@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from zan.commands import hash_args
 from zan.commands.collection_scan import parse_scan_options, scan_page
+from zan.commands.strings import as_if_unexpired
 from zan.commands.table import DENYOOM, FAST, RANDOM, READONLY, WRITE, command
 from zan.commands.util import INT64_MAX, INT64_MIN, parse_int
 from zan.errors import NOT_FLOAT, OVERFLOW, SYNTAX, RespError, wrong_arity
@@ -174,6 +175,18 @@ def hgetall(txn: Txn, args: list[bytes]):
         out.append(field)
         out.append(value)
     return out
+
+
+@command("stale.hgetall.expired", 2, (READONLY,), group="hash", allow_stale=True,
+         summary="HGETALL even if the hash has expired (ZanRedisDB)")
+def stale_hgetall_expired(txn: Txn, args: list[bytes]):
+    return hgetall(as_if_unexpired(txn), args)
+
+
+@command("stale.hmget.expired", -3, (READONLY,), group="hash", allow_stale=True,
+         summary="HMGET even if the hash has expired (ZanRedisDB)")
+def stale_hmget_expired(txn: Txn, args: list[bytes]):
+    return hmget(as_if_unexpired(txn), args)
 
 
 @command("hkeys", 2, (READONLY,), group="hash", since="2.0.0",

@@ -91,6 +91,19 @@ REGISTRY["get"].extra["read"] = _get_without_txn
 command("stale.get", 2, (READONLY, FAST), group="string", allow_stale=True,
         summary="Get the value of a key, possibly from a follower")(get)
 
+
+def as_if_unexpired(txn: Txn) -> Txn:
+    """The same view with no key expired (ZanRedisDB's stale.*expired reads): a read at
+    time 0 sees every deadline ahead.  A key the sweep has purged is gone all the same."""
+    txn.now_ms = 0
+    return txn
+
+
+@command("stale.getexpired", 2, (READONLY, FAST), group="string", allow_stale=True,
+         summary="Get the value of a key even if it has expired (ZanRedisDB)")
+def stale_getexpired(txn: Txn, args: list[bytes]):
+    return get_string(as_if_unexpired(txn), args[0])
+
 _EXPIRE_KINDS = (b"EX", b"PX", b"EXAT", b"PXAT")
 
 
@@ -262,9 +275,20 @@ def _pairs(args: list[bytes], name: str) -> list[tuple[bytes, bytes]]:
          key_step=2, group="string", merge=merge_ok, since="1.0.1",
          summary="Set multiple keys to multiple values")
 def mset(txn: Txn, args: list[bytes]):
-    for pk, value in _pairs(args, "mset"):
+    return _set_pairs(txn, args, "mset")
+
+
+def _set_pairs(txn: Txn, args: list[bytes], name: str):
+    for pk, value in _pairs(args, name):
         _replace(txn, pk, lookup(txn, pk), value)
     return OK
+
+
+@command("plset", -3, (WRITE, DENYOOM), route=Route.MULTI_KEY, first_key=1, last_key=-1,
+         key_step=2, group="string", merge=merge_ok,
+         summary="Set multiple keys to multiple values (ZanRedisDB's pipelined SET)")
+def plset(txn: Txn, args: list[bytes]):
+    return _set_pairs(txn, args, "plset")
 
 
 @command("msetnx", -3, (WRITE, DENYOOM), route=Route.SAME_PARTITION, first_key=1,
@@ -443,6 +467,10 @@ def setbit(txn: Txn, args: list[bytes]):
         buf[byte] &= ~mask & 0xFF
     update_string(txn, args[0], meta, bytes(buf))
     return old
+
+
+command("setbitv2", 4, (WRITE, DENYOOM), group="bitmap",
+        summary="SETBIT (ZanRedisDB's bitmap type: the same string bitmap here)")(setbit)
 
 
 def _bit_range(value: bytes, raw_start: bytes, raw_end: bytes | None, unit: bytes | None,

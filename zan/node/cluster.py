@@ -353,7 +353,8 @@ class StaticCluster(ReplicaHost):
         me = self.config.node_id
         for ns in self.config.namespaces:
             options = KeyspaceOptions(expiration_policy=ns.expiration_policy,
-                                      redis_config=getattr(self.node, "redis_parameters", None))
+                                      redis_config=getattr(self.node, "redis_parameters", None),
+                                      max_batch_elements=self.config.max_batch_elements)
             for pid in range(ns.partition_num):
                 replicas = replicas_of(self.config, ns, pid)
                 if me not in replicas:

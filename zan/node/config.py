@@ -107,6 +107,7 @@ class NodeConfig:
     max_clients: int = 10000
     proto_max_bulk_len: int = 16 << 20        # values are capped at 8 MiB anyway
     idle_timeout_s: int = 0                   # 0: never (Redis); ZanRedisDB closes after 300
+    max_batch_elements: int = 0               # ZanRedisDB's 5000-element read limit (0: off)
     # -- TTL sweep --
     sweep_interval_ms: int = 1000
     sweep_batch: int = 1024
@@ -268,6 +269,8 @@ def _validate(c: NodeConfig) -> None:
         raise ConfigError(f"row_cache_mb: must be 0..4096, got {c.row_cache_mb}")
     if c.idle_timeout_s < 0 or c.expire_grace_ms < 0:
         raise ConfigError("idle_timeout_s/expire_grace_ms: must not be negative")
+    if c.max_batch_elements < 0:
+        raise ConfigError(f"max_batch_elements: must not be negative, got {c.max_batch_elements}")
     if not c.data_dir:
         raise ConfigError("data_dir: must not be empty")
     names = [ns.name for ns in c.namespaces]

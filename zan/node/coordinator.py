@@ -221,7 +221,8 @@ class EtcdCluster(ReplicaHost):
         self._discard_stale(path, want)
         ns = self._namespace_config(want.namespace, want.meta)
         options = KeyspaceOptions(expiration_policy=ns.expiration_policy,
-                                  redis_config=getattr(self.node, "redis_parameters", None))
+                                  redis_config=getattr(self.node, "redis_parameters", None),
+                                  max_batch_elements=self.config.max_batch_elements)
         partition = self.open_replica(want.namespace, want.pid, want.group_id, want.replica_id,
                                       options, ns.snap_count, ns.snap_catchup, want.peers)
         self.local[(want.namespace, want.pid)] = partition

@@ -146,7 +146,8 @@ class NodeService(service.MultiService):
                                         batch_delay=config.commit_batch_us / 1e6)
         for ns in config.namespaces:
             options = KeyspaceOptions(expiration_policy=ns.expiration_policy,
-                                      redis_config=self.redis_parameters)
+                                      redis_config=self.redis_parameters,
+                                      max_batch_elements=config.max_batch_elements)
             for pid in range(ns.partition_num):
                 name = f"{ns.name}-{pid}"
                 engine = LevelDBEngine(os.path.join(config.data_dir, name),

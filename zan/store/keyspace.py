@@ -53,6 +53,9 @@ class KeyspaceOptions:
     # The node's Redis parameters (CONFIG SET changes them in place), for reads that
     # report what Redis would (OBJECT ENCODING); None: Redis's defaults.
     redis_config: Mapping[str, str] | None = field(default=None, compare=False)
+    # ZanRedisDB's batch limit: a read answering (or a multi-key read asking for) more
+    # elements than this fails (0: no limit).
+    max_batch_elements: int = 0
 
 
 DEFAULT_OPTIONS = KeyspaceOptions()

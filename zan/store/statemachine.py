@@ -253,7 +253,23 @@ class PartitionStateMachine:
             # A one-record read that needs no Txn (GET): f(source, pk, now_ms, options).
             return direct(self.engine, args[0], now_ms, self.options)
         txn = Txn(self.engine, now_ms=now_ms, seed=seed, options=self.options)
-        return spec.handler(txn, args)
+        reply = spec.handler(txn, args)
+        limit = self.options.max_batch_elements
+        if limit and isinstance(reply, list) and _elements(name, args, reply) > limit:
+            raise RespError("ERR the batch size exceed the limit")
+        return reply
+
+
+# Replies that list each field with its value: a field counts once toward the limit.
+_PAIRED_REPLIES = frozenset(("hgetall", "stale.hgetall.expired"))
+
+
+def _elements(name: str, args: list[bytes], reply: list) -> int:
+    """How many elements a read's reply holds, as ZanRedisDB's batch limit counts them
+    (a member with its score, a field with its value: one)."""
+    if name in _PAIRED_REPLIES or any(a.upper() == b"WITHSCORES" for a in args[1:]):
+        return len(reply) // 2
+    return len(reply)
 
 
 class _Pending:
