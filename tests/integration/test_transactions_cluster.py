@@ -97,7 +97,7 @@ def test_keys_of_two_partitions_abort_the_transaction(cluster):
 def test_seeded_watch_and_exec_over_two_nodes_match_redis(cluster, redis_server):
     """One connection (node 1) WATCHes, reads, queues and EXECs; another (node 3) writes
     in between.  Every write changes its key (a fresh value each time), since a write
-    leaving a key as it was aborts EXEC on Redis but not here."""
+    leaving a collection as it was aborts EXEC on Redis but not here."""
     zan_a, zan_b = RawClient(cluster.nodes[0].redis_port), RawClient(cluster.nodes[2].redis_port)
     red_a, red_b = redis_server.client(), redis_server.client()
     red_a.call("FLUSHALL")

@@ -115,6 +115,13 @@ def test_watch_aborts_exec_when_another_client_changed_the_key(cluster):
     watcher("multi")
     watcher("incr", counter)
     assert watcher("exec") == [12]
+    # Rewriting the same value is a modification too (a string's version is its write time).
+    assert watcher("watch", counter) == b"OK"
+    cluster.run(0.1)
+    assert other("set", counter, "12") == b"OK"
+    watcher("multi")
+    watcher("incr", counter)
+    assert watcher("exec") is NULL_ARRAY
 
 
 def test_watch_sees_expiry_and_deletion(cluster):

@@ -57,3 +57,18 @@ def test_the_batch_limit(limited):
     assert limited.ncall("mget", "a", "b", "c", "d") == LIMIT
     # Pages of a scan stay within it.
     assert limited.ncall("hlen", "h") == 4
+
+
+def test_stale_getversion_is_the_write_time_in_nanoseconds(part):
+    assert part.ncall("stale.getversion", "k") is None
+    part.call("set", "k", "v")
+    assert part.ncall("stale.getversion", "k") == part.now_ms * 1_000_000
+    part.advance(5)
+    part.call("append", "k", "w")
+    assert part.ncall("stale.getversion", "k") == part.now_ms * 1_000_000
+    part.advance(5)
+    part.call("set", "k", "again")          # the plain SET's own apply path
+    assert part.ncall("stale.getversion", "k") == part.now_ms * 1_000_000
+    part.call("hset", "h", "f", "v")
+    assert part.ncall("stale.getversion", "h") == Err(
+        "WRONGTYPE Operation against a key holding the wrong kind of value")

@@ -102,7 +102,8 @@ def copy_key(txn: Txn, src: bytes, meta: Meta, dst: bytes) -> None:
     """Write a copy of the live key `src` (its `meta`, TTL included) at `dst`, which
     must not exist.  A collection's copy gets a version of its own: its elements are
     written anew under `dst`, the suffixes unchanged."""
-    version = 0 if meta.type == T_STRING else txn.version_for(dst)
+    # A string keeps its version (when it was written); a collection needs its own.
+    version = meta.version if meta.type == T_STRING else txn.version_for(dst)
     for tag in _ELEMENT_TAGS.get(meta.type, ()):
         old = elem_prefix(tag, src, meta.version)
         new = elem_prefix(tag, dst, version)

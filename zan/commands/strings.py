@@ -40,8 +40,15 @@ def get_string(txn: Txn, pk: bytes) -> bytes | None:
     return None if meta is None else meta.payload
 
 
+def write_version(now_ms: int) -> int:
+    """A string's version: when it was last written, in nanoseconds (the entry's time),
+    as ZanRedisDB's value headers keep it (stale.getversion).  Collections' versions are
+    log indexes, far below any such time."""
+    return now_ms * 1_000_000
+
+
 def put_string(txn: Txn, pk: bytes, value: bytes, expire_at: int = 0) -> None:
-    store_meta(txn, pk, Meta(T_STRING, expire_at, 0, value))
+    store_meta(txn, pk, Meta(T_STRING, expire_at, write_version(txn.now_ms), value))
 
 
 def _replace(txn: Txn, pk: bytes, current: Meta | None, value: bytes,
@@ -62,6 +69,7 @@ def update_string(txn: Txn, pk: bytes, current: Meta | None, value: bytes) -> No
         put_string(txn, pk, value)
     else:
         current.payload = value
+        current.version = write_version(txn.now_ms)
         store_meta(txn, pk, current)
 
 
@@ -90,6 +98,13 @@ REGISTRY["get"].extra["read"] = _get_without_txn
 
 command("stale.get", 2, (READONLY, FAST), group="string", allow_stale=True,
         summary="Get the value of a key, possibly from a follower")(get)
+
+
+@command("stale.getversion", 2, (READONLY, FAST), group="string", allow_stale=True,
+         summary="When a string was last written, in nanoseconds (ZanRedisDB)")
+def stale_getversion(txn: Txn, args: list[bytes]):
+    meta = lookup_as(txn, args[0], T_STRING)
+    return None if meta is None else meta.version
 
 
 def as_if_unexpired(txn: Txn) -> Txn:
@@ -167,7 +182,7 @@ def _set_generic(txn: Txn, pk: bytes, value: bytes, flags, expire_at: int):
     return old_value if want_get else OK
 
 
-def _set_without_txn(view, args: list[bytes]):
+def _set_without_txn(view, args: list[bytes], now_ms: int):
     """Plain SET straight on the state machine's pending view, for its apply path: when
     the key has no TTL (absent, or of any type without one), SET only replaces its meta
     record, so the Txn, Meta objects and expiry bookkeeping of `set_` can be skipped.
@@ -182,11 +197,10 @@ def _set_without_txn(view, args: list[bytes]):
     raw = view.get(key)
     if raw is not None and META_HEADER.unpack_from(raw)[1]:
         return None
-    view.changes[key] = _PLAIN_STRING_HEADER + value
+    view.changes[key] = META_HEADER.pack(T_STRING, 0, write_version(now_ms)) + value
     return OK, raw is None
 
 
-_PLAIN_STRING_HEADER = META_HEADER.pack(T_STRING, 0, 0)
 REGISTRY["set"].extra["apply"] = _set_without_txn
 
 

@@ -22,8 +22,9 @@ carries those digests and every replica compares them when it applies it, so the
 holds across leader changes.  A command that would bring keys of a second partition into
 the transaction answers CROSSSLOT (and EXEC then EXECABORT), as in Redis Cluster; so
 does a command that spans every partition (DBSIZE, FLUSHDB).  Unlike Redis, a write that
-leaves a watched key exactly as it was (SET to its current value) does not abort EXEC
-there: the digests are equal.
+leaves a watched collection exactly as it was (HSET of a field's current value) does not
+abort EXEC there: the digests are equal.  (A string's version is its write time, so any
+write to a string counts.)
 """
 
 from __future__ import annotations

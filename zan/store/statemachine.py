@@ -183,7 +183,7 @@ class PartitionStateMachine:
             if direct is not None:
                 # A write that can skip the Txn in its common case (plain SET): it changes
                 # the pending view itself; None means the handler must run after all.
-                done = direct(pending, args)
+                done = direct(pending, args, now_ms)
                 if done is not None:
                     if self.watched and args[0] in self.watched:
                         self.watched[args[0]][0] += 1
