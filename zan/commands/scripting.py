@@ -7,7 +7,9 @@ and flags in the command table.
 
 from __future__ import annotations
 
-from zan.commands.table import MOVABLEKEYS, NOSCRIPT, STALE, Route, command
+from functools import partial
+
+from zan.commands.table import MOVABLEKEYS, NOSCRIPT, REGISTRY, STALE, Route, command
 from zan.commands.util import check_subcommand, help_reply
 from zan.errors import RespError
 
@@ -37,6 +39,18 @@ def evalsha(server, client, args):
          since="7.0.0", **_SCRIPTING)
 def evalsha_ro(server, client, args):
     return server.scripts.evalsha(client, args, read_only=True)
+
+
+def _in_exec(method: str, read_only: bool, server, client, args, staged):
+    """The command inside EXEC: the script runs on the transaction's staged view, its
+    writes part of the transaction's record (`zan.node.transaction`)."""
+    return getattr(server.scripts, method)(client, args, read_only=read_only, staged=staged)
+
+
+for _name, _method, _read_only in (("eval", "eval", False), ("eval_ro", "eval", True),
+                                   ("evalsha", "evalsha", False),
+                                   ("evalsha_ro", "evalsha", True)):
+    REGISTRY[_name].extra["staged"] = partial(_in_exec, _method, _read_only)
 
 
 # SCRIPT's subcommands and their arities in Redis (the command and subcommand counted).

@@ -63,20 +63,21 @@ class Scripts:
 
     # -- the commands ------------------------------------------------------------------
 
-    def eval(self, client, args: list[bytes], *, read_only: bool) -> Any:
+    def eval(self, client, args: list[bytes], *, read_only: bool, staged=None) -> Any:
+        """EVAL / EVAL_RO; inside EXEC, `staged` is the transaction's view."""
         if not self._dispatcher.local_partitions:
             raise RespError(_NOT_REPLICATED)
         script = self._load(args[0])
-        return self._run(client, script, args[1:], read_only)
+        return self._run(client, script, args[1:], read_only, staged)
 
-    def evalsha(self, client, args: list[bytes], *, read_only: bool) -> Any:
+    def evalsha(self, client, args: list[bytes], *, read_only: bool, staged=None) -> Any:
         if not self._dispatcher.local_partitions:
             raise RespError(_NOT_REPLICATED)
         sha = args[0].decode("latin-1").lower()
         script = self._cache.get(sha)
         if script is None:
             raise RespError("NOSCRIPT No matching script. Please use EVAL.")
-        return self._run(client, script, args[1:], read_only)
+        return self._run(client, script, args[1:], read_only, staged)
 
     def load(self, body: bytes) -> bytes:
         return self._load(body).sha.encode()
@@ -100,24 +101,27 @@ class Scripts:
 
     # -- running -----------------------------------------------------------------------
 
-    def _run(self, client, script: _Script, args: list[bytes], read_only: bool) -> Any:
+    def _run(self, client, script: _Script, args: list[bytes], read_only: bool,
+             staged) -> Any:
         keys, argv = _split_keys(args)
         d = self._dispatcher
         transactions = d.transactions
-        staged = transactions.stage({(p.namespace, p.pid): p for p in d.partitions.partitions()})
+        own = staged is None
+        if own:
+            staged = transactions.stage({(p.namespace, p.pid): p
+                                         for p in d.partitions.partitions()})
         no_writes = read_only or script.no_writes
-        calls = 0
 
         def call(cargv: list[bytes]) -> Any:
-            nonlocal calls
             spec = _script_command(cargv)
             if spec.is_write and no_writes:
                 raise RespError("ERR Write commands are not allowed from read-only scripts.")
             plan = transactions.plan(spec, cargv)
-            calls += 1
-            return plan.run(transactions, client, staged, calls)
+            return plan.run(transactions, client, staged, staged.step())
 
         reply = self.engine.run(script.function, script.sha, keys, argv, call)
+        if not own:
+            return reply
         done = staged.commit()
         if done is None:
             return reply
@@ -160,9 +164,9 @@ def _shebang(body: bytes) -> tuple[bytes, bool]:
     if not body.startswith(b"#!"):
         return body, False
     line, newline, rest = body.partition(b"\n")
-    words = line[2:].split()
-    engine = words[0] if words else b""
-    if engine != b"lua":
+    words = line.split()
+    engine = words[0]
+    if engine != b"#!lua":
         raise RespError(f"ERR Unexpected engine in script shebang: {engine.decode('utf-8', 'replace')}")
     flags: set[bytes] = set()
     for word in words[1:]:

@@ -267,8 +267,8 @@ class Transactions:
         if self._watch_broken(client, staged.now_ms):
             return NULL_ARRAY
         replies = []
-        for n, plan in enumerate(commands):
-            replies.append(plan.run(self, client, staged, n))
+        for plan in commands:
+            replies.append(plan.run(self, client, staged, staged.step()))
         done = staged.commit()
         if done is None:
             return replies
@@ -333,7 +333,7 @@ class Planned:
         spec = self.spec
         try:
             if spec.route is Route.SERVER:
-                return self._server_command(owner, client)
+                return self._server_command(owner, client, staged)
             if spec.route is Route.ALL_PARTITIONS:
                 return spec.merge([staged.run_on(pid_key, spec, self.args, n)
                                    for pid_key in self.partitions])
@@ -347,11 +347,17 @@ class Planned:
             owner._dispatcher.log_internal_error(spec.name)
             return RespError("ERR internal error")
 
-    def _server_command(self, owner: Transactions, client) -> Any:
+    def _server_command(self, owner: Transactions, client, staged: "Staged | None") -> Any:
         name = self.spec.name
         if name == "unwatch":
             return owner.unwatch(client)
-        result = self.spec.handler(owner._dispatcher.server, client, self.args)
+        server = owner._dispatcher.server
+        staged_handler = self.spec.extra.get("staged")
+        if staged_handler is not None and staged is not None:
+            # A command that runs commands of its own (EVAL) runs them on the
+            # transaction's view: its writes join the transaction's record.
+            return staged_handler(server, client, self.args, staged)
+        result = self.spec.handler(server, client, self.args)
         if isinstance(result, Deferred):
             raise RespError(f"ERR {name} cannot run inside a transaction")
         return result
@@ -382,6 +388,14 @@ class Staged:
         self._now_ms = now_ms
         self._seed = seed
         self._txns: dict[tuple[str, int], Txn] = {}
+        self._steps = 0
+
+    def step(self) -> int:
+        """The ordinal of the next command run here (its seed and versions derive
+        from it)."""
+        n = self._steps
+        self._steps += 1
+        return n
 
     def _base(self, key: tuple[str, int]) -> Txn:
         txn = self._txns.get(key)

@@ -89,7 +89,7 @@ for _, name in ipairs({'assert', 'error', 'ipairs', 'next', 'pairs', 'rawequal',
 end
 
 -- redis.call raises a command's error as a Python exception; scripts see it as Redis's
--- error table ({err=...}), in pcall and xpcall too.
+-- error table ({err=...}) in an xpcall handler, and as its text in pcall.
 local function error_table(err)
   if type(err) == 'userdata' then
     local text = py.error_text(err)
@@ -97,9 +97,12 @@ local function error_table(err)
   end
   return err
 end
+-- Redis's pcall: an error table with an err field is caught as that string.
 local function caught(ok, ...)
   if ok then return ok, ... end
-  return ok, error_table((...))
+  local err = error_table((...))
+  if type(err) == 'table' and type(err.err) == 'string' then err = err.err end
+  return ok, err
 end
 env.pcall = function(f, ...) return caught(G.pcall(f, ...)) end
 env.xpcall = function(f, h)
