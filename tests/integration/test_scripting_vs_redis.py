@@ -177,6 +177,15 @@ LIBRARIES = {
     "cmsgpack_multi": E("return {cmsgpack.unpack(cmsgpack.pack(1, 'two', 3))}"),
     "cmsgpack_map": E("local t = cmsgpack.unpack(cmsgpack.pack({k='v', n=7})) "
                       "return {t.k, t.n}"),
+    "cjson_encode_self_reference": E("local t = {} t[1] = t return cjson.encode(t)"),
+    "cjson_encode_function": E("return cjson.encode({f = function() end})"),
+    "cjson_encode_sparse": E("return cjson.encode({[1] = 1, [100] = 2})"),
+    "cjson_encode_error_line_2": E("local t = {}\nlocal s = cjson.encode({t, math.huge})"),
+    "cjson_error_in_pcall": E("return {pcall(cjson.encode, {math.huge})}"),
+    "cjson_error_in_function_pcall": E("return {pcall(function() return cjson.encode(0/0) end)}"),
+    "cmsgpack_self_reference": E("local t = {} t[1] = t return cmsgpack.pack(t)"),
+    "cmsgpack_no_input": E("return cmsgpack.pack()"),
+    "deep_recursion": E("local function f() return f() + 1 end return f()"),
     "bit": E("return {bit.band(0xff, 0x0f), bit.bor(1, 2, 4), bit.bxor(5, 3), bit.bnot(0), "
              "bit.lshift(1, 31), bit.rshift(-1, 28), bit.arshift(-256, 4), bit.rol(1, 33), "
              "bit.ror(1, 1), bit.tobit(0xffffffff + 1), bit.tohex(255), bit.tohex(-1, -4), "

@@ -114,6 +114,9 @@ class Scripts:
 
         def call(cargv: list[bytes]) -> Any:
             spec = _script_command(cargv)
+            if spec.name in d.special:
+                # Cursors and key listings keep node-level state outside the keyspace.
+                raise RespError(f"ERR {spec.name.upper()} is not supported inside scripts")
             if spec.is_write and no_writes:
                 raise RespError("ERR Write commands are not allowed from read-only scripts.")
             plan = transactions.plan(spec, cargv)

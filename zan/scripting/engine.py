@@ -59,8 +59,14 @@ class _CallError(Exception):
     """redis.call's error, raised through Lua: the command's error text (bytes)."""
 
 
-def _error_text(err) -> bytes | None:
-    return err.args[0] if isinstance(err, _CallError) else None
+def _error_info(err) -> tuple[bytes, bytes] | None:
+    """What a Python callable raised into Lua: (b"call", redis.call's error text) or
+    (b"lib", a library's message); None for a Lua value."""
+    if isinstance(err, _CallError):
+        return b"call", err.args[0]
+    if isinstance(err, Exception):
+        return b"lib", str(err).encode("utf-8", "surrogateescape")
+    return None
 
 
 def _error_bytes(error: ZanError) -> bytes:
@@ -72,41 +78,63 @@ local py = ...
 local G = _G
 local dbg = debug
 local env = {}
-local readonly_mt = {}
 
+local protected = setmetatable({}, {__mode = 'k'})
+local function refuse() error('Attempt to modify a readonly table', 3) end
 local function readonly(t)
-  return setmetatable({}, {
+  local proxy = setmetatable({}, {
     __index = t,
     __newindex = function() error('Attempt to modify a readonly table', 2) end,
     __metatable = false,
   })
+  protected[proxy] = true
+  return proxy
 end
 
 for _, name in ipairs({'assert', 'error', 'ipairs', 'next', 'pairs', 'rawequal',
-    'rawget', 'rawset', 'select', 'setmetatable', 'getmetatable', 'tonumber', 'tostring',
+    'rawget', 'select', 'setmetatable', 'getmetatable', 'tonumber', 'tostring',
     'type', 'unpack', 'gcinfo', '_VERSION'}) do
   env[name] = G[name]
 end
 
--- redis.call raises a command's error as a Python exception; scripts see it as Redis's
--- error table ({err=...}) in an xpcall handler, and as its text in pcall.
-local function error_table(err)
-  if type(err) == 'userdata' then
-    local text = py.error_text(err)
-    if text then return {err = text} end
+-- The Python callables below (redis.call, the libraries) are C functions to Lua: a
+-- call in a script's tail position ("return redis.call(...)") keeps the script's frame,
+-- so an error reports its line.  What they raise reaches Lua as the Python exception;
+-- `lua_error` makes it Redis's error value: redis.call's a table {err=...}, a
+-- library's its message, prefixed with the script's position when the script called
+-- it (as luaL_error does).  `level`: of the function that raised, from lua_error.
+local function lua_error(err, level)
+  if type(err) ~= 'userdata' then return err end
+  local kind, text = py.error_info(err)
+  if kind == 'call' then return {err = text} end
+  if kind ~= 'lib' then return err end
+  local caller = dbg.getinfo(level + 1, 'Sl')
+  if caller and caller.source == '@user_script' then
+    return 'user_script:' .. caller.currentline .. ': ' .. text
   end
-  return err
+  return text
 end
+-- From a handler h(err): level 1 is lua_error, 2 is h, 3 the function that raised.
+local function translated(err) return lua_error(err, 3) end
+
 -- Redis's pcall: an error table with an err field is caught as that string.
 local function caught(ok, ...)
   if ok then return ok, ... end
-  local err = error_table((...))
+  local err = ...
   if type(err) == 'table' and type(err.err) == 'string' then err = err.err end
   return ok, err
 end
-env.pcall = function(f, ...) return caught(G.pcall(f, ...)) end
+env.pcall = function(f, ...)
+  if type(f) ~= 'function' and type(f) ~= 'userdata' then return G.pcall(f, ...) end
+  local n, args = select('#', ...), {...}
+  return caught(G.xpcall(function() return f(unpack(args, 1, n)) end, translated))
+end
 env.xpcall = function(f, h)
-  return G.xpcall(f, function(err) return h(error_table(err)) end)
+  return G.xpcall(f, function(err) return h(lua_error(err, 3)) end)
+end
+env.rawset = function(t, k, v)
+  if protected[t] then refuse() end
+  return G.rawset(t, k, v)
 end
 local function copy(t)
   local out = {}
@@ -114,18 +142,13 @@ local function copy(t)
   return out
 end
 env.string = readonly(copy(string))
+-- ("x"):rep(2) reads the read-only copy; the strings' metatable is out of reach.
+local string_mt = getmetatable('')
+string_mt.__index = env.string
+string_mt.__metatable = false
 env.table = readonly(copy(table))
 env.math = readonly(copy(math))
 env.coroutine = readonly(copy(coroutine))
-
--- A Python function, raising its error in Lua at the caller's level.
-local function wrap(f)
-  return function(...)
-    local res = {f(...)}
-    if res[1] == false then error(res[2], 2) end
-    return select(2, unpack(res, 1, table.maxn(res)))
-  end
-end
 
 -- redis
 local redis = {}
@@ -185,102 +208,17 @@ redis.REDIS_VERSION = py.version
 redis.REDIS_VERSION_NUM = py.version_num
 env.redis = readonly(redis)
 
--- bit, struct, cmsgpack
+-- bit, struct, cmsgpack, cjson: Python (zan.scripting.libs)
 local function library(fs)
   local t = {}
-  for name, f in pairs(fs) do t[name] = wrap(f) end
-  return t
+  for name, f in pairs(fs) do t[name] = f end
+  return readonly(t)
 end
-env.bit = readonly(library(py.bit))
-env.struct = readonly(library(py.struct))
-local cmsgpack = {}
-cmsgpack.pack = function(...)
-  local n = select('#', ...)
-  if n == 0 then error('MessagePack pack needs input.', 2) end
-  local parts = {}
-  for i = 1, n do
-    local ok, v = py.mp_encode((select(i, ...)))
-    if not ok then error(v, 2) end
-    parts[i] = v
-  end
-  return table.concat(parts)
-end
-cmsgpack.unpack = wrap(py.mp_unpack)
-env.cmsgpack = readonly(cmsgpack)
-
--- cjson: the encoder walks tables in Lua's order, as lua-cjson does.
-local null = newproxy(false)
-local escapes = {['"'] = '\\"', ['\\'] = '\\\\', ['/'] = '\\/', ['\b'] = '\\b',
-  ['\f'] = '\\f', ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t', ['\127'] = '\\u007f'}
-for i = 0, 31 do
-  local c = string.char(i)
-  if not escapes[c] then escapes[c] = string.format('\\u%04x', i) end
-end
-local function number(v)
-  if v ~= v or v == math.huge or v == -math.huge then
-    error('Cannot serialise number: must not be NaN or Inf', 0)
-  end
-  return string.format('%.14g', v)
-end
-local encode
-local function array_length(t)
-  local max, items = 0, 0
-  for k in pairs(t) do
-    if type(k) == 'number' and k > 0 and math.floor(k) == k then
-      if k > max then max = k end
-      items = items + 1
-    else
-      return -1
-    end
-  end
-  if max > 10 and max > items * 2 then
-    error('Cannot serialise table: excessively sparse array', 0)
-  end
-  return max
-end
-encode = function(v, depth)
-  local t = type(v)
-  if t == 'string' then
-    return '"' .. v:gsub('[%c"\\/\127]', escapes) .. '"'
-  elseif t == 'number' then
-    return number(v)
-  elseif t == 'boolean' then
-    return tostring(v)
-  elseif t == 'nil' or v == null then
-    return 'null'
-  elseif t == 'table' then
-    if depth > 1000 then
-      error('Cannot serialise, excessive nesting (' .. depth .. ')', 0)
-    end
-    local n = array_length(v)
-    local parts = {}
-    if n > 0 then
-      for i = 1, n do parts[i] = encode(v[i], depth + 1) end
-      return '[' .. table.concat(parts, ',') .. ']'
-    end
-    for k, x in pairs(v) do
-      local key
-      if type(k) == 'string' then key = encode(k, depth + 1)
-      elseif type(k) == 'number' then key = '"' .. number(k) .. '"'
-      else error('Cannot serialise ' .. type(k) .. ': table key must be a number or string', 0) end
-      parts[#parts + 1] = key .. ':' .. encode(x, depth + 1)
-    end
-    return '{' .. table.concat(parts, ',') .. '}'
-  end
-  error('Cannot serialise ' .. t .. ': type not supported', 0)
-end
-local cjson = {null = null}
-cjson.encode = function(...)
-  if select('#', ...) ~= 1 then error('bad argument #1 to \'encode\' (expected 1 argument)', 2) end
-  local ok, res = pcall(encode, (...), 1)
-  if not ok then error(res, 2) end
-  return res
-end
-cjson.decode = function(s)
-  local ok, v = py.cjson_decode(s, null)
-  if not ok then error(v, 2) end
-  return v
-end
+env.bit = library(py.bit)
+env.struct = library(py.struct)
+env.cmsgpack = library(py.cmsgpack)
+local cjson = py.cjson
+cjson.null = newproxy(false)
 env.cjson = readonly(cjson)
 
 -- The global table scripts see: read-only, and reading an undefined name is an error.
@@ -296,10 +234,11 @@ local globals = setmetatable({}, {
   __metatable = false,
 })
 env._G = globals
+protected[globals] = true
 
 -- A script error as Redis reports it: {err=..., line=...} of the script's innermost line.
 local function handler(err)
-  err = error_table(err)
+  err = lua_error(err, 3)
   local line
   for level = 2, 50 do
     local info = dbg.getinfo(level, 'Sl')
@@ -344,19 +283,26 @@ class LuaEngine:
         self._call: CallFn | None = None
         self._log = log or (lambda level, text: None)
         major, minor, patch = (int(x) for x in version.split("."))
+        lua_type = lua51.lua_type
+        self._cjson = self._table({
+            b"encode": _lib(lambda v: libs.cjson_encode(v, lua_type)),
+            b"decode": _lib(lambda s: libs.cjson_decode(s, self._cjson[b"null"], self._table)),
+        })
         bridge = self._table({
             b"call": self._raising_call,
             b"pcall": self._protected_call,
-            b"error_text": _error_text,
+            b"error_info": _error_info,
             b"sha1hex": lambda s: sha1hex(s).encode(),
             b"log": lambda level, text: self._log(int(level), text.decode("utf-8", "replace")),
             b"version": version.encode(),
             b"version_num": (major << 16) | (minor << 8) | patch,
-            b"bit": self._table({k.encode(): _guarded(f) for k, f in libs.BIT.items()}),
-            b"struct": self._table({k.encode(): _guarded(f) for k, f in libs.STRUCT.items()}),
-            b"mp_encode": _guarded(lambda v: libs.CMSGPACK["encode"](v, lua51.lua_type, 0)),
-            b"mp_unpack": _guarded(lambda s: libs.CMSGPACK["unpack"](s, self._from_python)),
-            b"cjson_decode": _guarded(lambda s, null: libs.cjson_decode(s, null, self._table)),
+            b"bit": self._table({k.encode(): _lib(f) for k, f in libs.BIT.items()}),
+            b"struct": self._table({k.encode(): _lib(f) for k, f in libs.STRUCT.items()}),
+            b"cmsgpack": self._table({
+                b"pack": _lib(lambda *values: libs.cmsgpack_pack(values, lua_type)),
+                b"unpack": _lib(lambda s: libs.cmsgpack_unpack(s, self._from_python)),
+            }),
+            b"cjson": self._cjson,
         })
         self._compile, self._run = self._lua.execute(_PRELUDE, bridge)
 
@@ -383,7 +329,12 @@ class LuaEngine:
         ok, value = (result[0], result[1] if len(result) > 1 else None) \
             if isinstance(result, tuple) else (result, None)
         if ok:
-            return to_reply(value)
+            try:
+                return to_reply(value)
+            except RespError as e:
+                return e
+            except Exception as e:
+                return RespError(f"ERR Error running script: {e}")
         msg = _text(value[b"err"]) if lua51.lua_type(value) == "table" else "ERR unknown error"
         line = value[b"line"] if lua51.lua_type(value) == "table" else None
         if line is not None:
@@ -449,10 +400,17 @@ class LuaEngine:
         return libs._lua_number(v)
 
 
-def to_reply(value) -> Any:
+# Nesting of a returned table beyond which the reply is an error (a table that holds
+# itself would never end; Redis stops at Lua's stack limit, deeper than any client reads).
+_MAX_DEPTH = 200
+
+
+def to_reply(value, depth: int = 0) -> Any:
     """A value a script returns, as a reply."""
     kind = lua51.lua_type(value)
     if kind == "table":
+        if depth >= _MAX_DEPTH:
+            raise RespError("ERR reached lua stack limit")
         err = value[b"err"]
         if isinstance(err, bytes):
             return ScriptReply(_text(err))
@@ -465,7 +423,7 @@ def to_reply(value) -> Any:
             item = value[i]
             if item is None:
                 return out
-            out.append(to_reply(item))
+            out.append(to_reply(item, depth + 1))
             i += 1
     if value is True:
         return 1
@@ -492,18 +450,17 @@ def _number_text(n) -> bytes:
     return b"%.14g" % n
 
 
-def _guarded(f):
-    """A library function for `wrap` in the prelude: (true, results...) or (false, msg)."""
+def _lib(f):
+    """A library function for Lua: any failure raised as the library's error."""
     def call(*args):
         try:
-            result = f(*args)
-        except libs.LibError as e:
-            return False, str(e).encode()
+            return f(*args)
+        except libs.LibError:
+            raise
+        except RecursionError:
+            raise libs.LibError("too many nested data structures") from None
         except Exception as e:
-            return False, f"internal error: {e}".encode()
-        if isinstance(result, tuple):
-            return (True, *result)
-        return True, result
+            raise libs.LibError(f"internal error: {e}") from None
     return call
 
 

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct as _struct
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import msgpack
 
-__all__ = ["LibError", "BIT", "STRUCT", "CMSGPACK", "cjson_decode"]
+__all__ = ["LibError", "BIT", "STRUCT", "cmsgpack_pack", "cmsgpack_unpack", "cjson_encode",
+           "cjson_decode"]
 
 
 class LibError(Exception):
@@ -310,7 +312,15 @@ def _mp_encode(v, lua_type: Callable[[Any], str | None], depth: int) -> bytes:
         for k, x in items)
 
 
-def _mp_unpack(data, to_table: Callable[[Any], Any]) -> tuple:
+def cmsgpack_pack(values: tuple, lua_type: Callable[[Any], str | None]) -> bytes:
+    """cmsgpack.pack(...): each value's MessagePack, concatenated."""
+    if not values:
+        raise LibError("bad argument #0 to 'pack' (MessagePack pack needs input.)")
+    return b"".join(_mp_encode(v, lua_type, 0) for v in values)
+
+
+def cmsgpack_unpack(data, to_lua: Callable[[Any], Any]) -> tuple:
+    """cmsgpack.unpack(s): every object in `s`, as Lua values (`to_lua`)."""
     data = _string(data)
     unpacker = msgpack.Unpacker(raw=True, strict_map_key=False, use_list=True,
                                 max_buffer_size=max(len(data), 1))
@@ -318,7 +328,7 @@ def _mp_unpack(data, to_table: Callable[[Any], Any]) -> tuple:
     out = []
     try:
         for obj in unpacker:
-            out.append(to_table(obj))
+            out.append(to_lua(obj))
     except (msgpack.ExtraData, ValueError, msgpack.FormatError, msgpack.StackError):
         raise LibError("Bad data format in input.") from None
     if unpacker.tell() != len(data):
@@ -326,10 +336,98 @@ def _mp_unpack(data, to_table: Callable[[Any], Any]) -> tuple:
     return tuple(out)
 
 
-CMSGPACK = {"encode": _mp_encode, "unpack": _mp_unpack}
+# -- cjson ----------------------------------------------------------------------------------
+
+_JSON_ESCAPES = {i: b"\\u%04x" % i for i in range(32)}
+_JSON_ESCAPES.update({ord('"'): b'\\"', ord("\\"): b"\\\\", ord("/"): b"\\/",
+                      8: b"\\b", 12: b"\\f", 10: b"\\n", 13: b"\\r", 9: b"\\t",
+                      127: b"\\u007f"})
+_JSON_SPECIAL = re.compile(rb'[\x00-\x1f"\\/\x7f]')
+_MAX_JSON_DEPTH = 1000
 
 
-# -- cjson.decode ------------------------------------------------------------------------
+def _json_string(s: bytes) -> bytes:
+    return b'"' + _JSON_SPECIAL.sub(lambda m: _JSON_ESCAPES[m.group()[0]], s) + b'"'
+
+
+def _json_number(v) -> bytes:
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        raise LibError("Cannot serialise number: must not be NaN or Inf")
+    return b"%.14g" % v
+
+
+def cjson_encode(value, lua_type: Callable[[Any], str | None]) -> bytes:
+    """cjson.encode: tables walked in Lua's order (as lua-cjson does); a table whose keys
+    are 1..n (not too sparse) is an array, any other (the empty one too) an object.
+    Iterative, so that nesting is bounded by cjson's limit, not Python's stack."""
+    out: list[bytes] = []
+    # Each frame: the (text before, value) pairs of one container still to write, and
+    # the text that closes it.
+    stack: list[tuple[Iterator, bytes]] = [(iter(((b"", value),)), b"")]
+    while stack:
+        pairs, closer = stack[-1]
+        item = next(pairs, None)
+        if item is None:
+            out.append(closer)
+            stack.pop()
+            continue
+        before, v = item
+        out.append(before)
+        if isinstance(v, bytes):
+            out.append(_json_string(v))
+        elif v is True or v is False:
+            out.append(b"true" if v else b"false")
+        elif isinstance(v, (int, float)):
+            out.append(_json_number(v))
+        elif v is None:
+            out.append(b"null")
+        else:
+            kind = lua_type(v)
+            if kind == "userdata":          # cjson.null
+                out.append(b"null")
+            elif kind == "table":
+                if len(stack) > _MAX_JSON_DEPTH:
+                    raise LibError(f"Cannot serialise, excessive nesting ({len(stack)})")
+                stack.append(_json_container(v, lua_type))
+            else:
+                raise LibError(f"Cannot serialise {kind or 'function'}: type not supported")
+    return b"".join(out)
+
+
+def _json_container(t, lua_type) -> tuple[Iterator, bytes]:
+    items = list(t.items())
+    length = _array_length(items)
+    if length > 0:
+        return (((b"[" if i == 1 else b",", t[i]) for i in range(1, length + 1)), b"]")
+    if not items:
+        return iter(()), b"{}"
+    pairs = (((b"{" if n == 0 else b",") + _json_key(k, lua_type) + b":", x)
+             for n, (k, x) in enumerate(items))
+    return pairs, b"}"
+
+
+def _json_key(k, lua_type) -> bytes:
+    if isinstance(k, bytes):
+        return _json_string(k)
+    if isinstance(k, (int, float)) and not isinstance(k, bool):
+        return b'"' + _json_number(k) + b'"'
+    kind = "boolean" if isinstance(k, bool) else (lua_type(k) or "function")
+    raise LibError(f"Cannot serialise {kind}: table key must be a number or string")
+
+
+def _array_length(items) -> int:
+    """lua-cjson's lua_array_length: n for keys 1..n, -1 for any other key."""
+    top = 0
+    for k, _ in items:
+        if isinstance(k, (int, float)) and not isinstance(k, bool) and k >= 1 \
+                and float(k).is_integer():
+            top = max(top, int(k))
+        else:
+            return -1
+    if top > 10 and top > len(items) * 2:
+        raise LibError("Cannot serialise table: excessively sparse array")
+    return top
+
 
 def cjson_decode(data, null, to_table: Callable[[Any], Any]):
     """JSON text -> Lua values: objects and arrays as tables, null as `null`."""
