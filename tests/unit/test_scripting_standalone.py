@@ -7,6 +7,7 @@ from twisted.internet.defer import Deferred
 from tests.unit.test_node_dispatch import Node, client, run
 from tests.unit.test_standalone_across import keys_in_distinct_partitions, settle
 from zan.errors import RespError
+from zan.resp.types import NULL_ARRAY
 from zan.node.namespaces import partition_of
 from zan.store.statemachine import ENTRY_EFFECTS, decode_entry
 
@@ -139,3 +140,27 @@ def test_a_python_failure_inside_a_call_is_an_error_reply(node, monkeypatch):
         **{f: getattr(spec, f) for f in spec.__dataclass_fields__}, "handler": broken}))
     reply = run(node, client(), "eval", b"return redis.pcall('get', 'k')", "0")
     assert isinstance(reply, RespError) and "internal error" in reply.resp_message()
+
+
+def test_a_script_writing_a_watched_key_aborts_exec(node):
+    watcher, writer = client(1), client(2)
+    assert settle(node, run(node, watcher, "watch", "w")) == b"OK"
+    assert settle(node, run(node, writer, "eval", "redis.call('set', KEYS[1], 'x')", "1", "w")) \
+        is None
+    run(node, watcher, "multi")
+    run(node, watcher, "set", "w", "mine")
+    assert settle(node, run(node, watcher, "exec")) is NULL_ARRAY
+    assert settle(node, run(node, writer, "get", "w")) == b"x"
+
+
+def test_a_script_inside_exec_is_part_of_its_record(node):
+    a, b = keys_in_distinct_partitions(4, 2)
+    records = spy_atomic(node)
+    c = client()
+    run(node, c, "multi")
+    run(node, c, "set", a, "1")
+    run(node, c, "eval", "return redis.call('incr', KEYS[1]) + redis.call('incr', KEYS[2])",
+        "2", a, b)
+    assert settle(node, run(node, c, "exec")) == [b"OK", 3]
+    assert len(records) == 1
+    assert settle(node, run(node, c, "mget", a, b)) == [b"2", b"1"]

@@ -35,12 +35,16 @@ _LOG_LEVELS = (LogLevel.debug, LogLevel.info, LogLevel.info, LogLevel.warn)
 
 
 class _Script:
-    __slots__ = ("sha", "function", "no_writes")
+    __slots__ = ("sha", "function", "flags")
 
-    def __init__(self, sha: str, function, no_writes: bool):
+    def __init__(self, sha: str, function, flags: frozenset[bytes] | None):
         self.sha = sha
         self.function = function
-        self.no_writes = no_writes
+        self.flags = flags        # of its shebang; None without one
+
+    @property
+    def no_writes(self) -> bool:
+        return self.flags is not None and b"no-writes" in self.flags
 
 
 class Scripts:
@@ -95,8 +99,8 @@ class Scripts:
         sha = sha1hex(body)
         script = self._cache.get(sha)
         if script is None:
-            code, no_writes = _shebang(body)
-            script = self._cache[sha] = _Script(sha, self.engine.compile(code), no_writes)
+            code, flags = _shebang(body)
+            script = self._cache[sha] = _Script(sha, self.engine.compile(code), flags)
         return script
 
     # -- running -----------------------------------------------------------------------
@@ -104,6 +108,8 @@ class Scripts:
     def _run(self, client, script: _Script, args: list[bytes], read_only: bool,
              staged) -> Any:
         keys, argv = _split_keys(args)
+        if read_only and script.flags is not None and not script.no_writes:
+            raise RespError("ERR Can not execute a script with write flag using *_ro command.")
         d = self._dispatcher
         transactions = d.transactions
         own = staged is None
@@ -161,11 +167,11 @@ def _split_keys(args: list[bytes]) -> tuple[list[bytes], list[bytes]]:
     return list(args[1:1 + numkeys]), list(args[1 + numkeys:])
 
 
-def _shebang(body: bytes) -> tuple[bytes, bool]:
-    """The code to compile (the shebang line left empty, so line numbers hold) and whether
-    the script declared ``flags=no-writes``."""
+def _shebang(body: bytes) -> tuple[bytes, frozenset[bytes] | None]:
+    """The code to compile (the shebang line left empty, so line numbers hold) and the
+    flags the shebang declares (None: no shebang)."""
     if not body.startswith(b"#!"):
-        return body, False
+        return body, None
     line, newline, rest = body.partition(b"\n")
     words = line.split()
     engine = words[0]
@@ -180,4 +186,4 @@ def _shebang(body: bytes) -> tuple[bytes, bool]:
                 raise RespError(
                     f"ERR Unexpected flag in script shebang: {flag.decode('utf-8', 'replace')}")
             flags.add(flag)
-    return newline + rest, b"no-writes" in flags
+    return newline + rest, frozenset(flags)

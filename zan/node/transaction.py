@@ -263,6 +263,9 @@ class Transactions:
         for plan in commands:
             for key in plan.partitions:
                 touched[key] = d.partition_of(*key)
+            if "staged" in plan.spec.extra:
+                # A script names its keys as it runs: any partition may be touched.
+                touched.update(((p.namespace, p.pid), p) for p in d.partitions.partitions())
         staged = self.stage(touched)
         if self._watch_broken(client, staged.now_ms):
             return NULL_ARRAY
