@@ -147,27 +147,40 @@ def _kill_9_rounds(node, make_threads, check, rounds: int = 3) -> None:
         check()
 
 
-def _transferer(port, wid, counters, stop, done):
-    """MULTI/EXEC transfers between counters of different partitions."""
+def _multi_exec_transfer(c, src, dst, amount) -> bool:
+    c.call("multi")
+    c.call("decrby", src, amount)
+    c.call("incrby", dst, amount)
+    return isinstance(c.call("exec"), list)
+
+
+_TRANSFER_SCRIPT = ("redis.call('decrby', KEYS[1], ARGV[1]) "
+                    "return redis.call('incrby', KEYS[2], ARGV[1])")
+
+
+def _script_transfer(c, src, dst, amount) -> bool:
+    return isinstance(c.call("eval", _TRANSFER_SCRIPT, "2", src, dst, amount), int)
+
+
+def _transferer(port, wid, counters, stop, done, transfer):
+    """Transfers between counters of different partitions, each one `transfer` call."""
     import random
 
     def load(c):
         rng = random.Random(wid)
         while not stop.is_set():
             src, dst = rng.sample(counters, 2)
-            amount = str(rng.randint(1, 5))
-            c.call("multi")
-            c.call("decrby", src, amount)
-            c.call("incrby", dst, amount)
-            if not isinstance(c.call("exec"), list):
+            if not transfer(c, src, dst, str(rng.randint(1, 5))):
                 return
             done.append(1)
     _with_client(port, load)
 
 
-def test_kill_9_never_breaks_a_multi_exec_transfer():
-    """Transfers between counters with MULTI/EXEC under kill -9, three times: after each
-    restart the counters still sum to what they started with."""
+@pytest.mark.parametrize("transfer", [_multi_exec_transfer, _script_transfer],
+                         ids=["multi_exec", "script"])
+def test_kill_9_never_breaks_a_transfer(transfer):
+    """Transfers between counters, with MULTI/EXEC or a script, under kill -9, three
+    times: after each restart the counters still sum to what they started with."""
     from tests.support.node import ZanNode
 
     counters = [f"counter{i}" for i in range(10)]
@@ -181,7 +194,8 @@ def test_kill_9_never_breaks_a_multi_exec_transfer():
         def transferers(stop):
             done.clear()
             return [threading.Thread(target=_transferer,
-                                     args=(node.redis_port, w, counters, stop, done))
+                                     args=(node.redis_port, w, counters, stop, done,
+                                           transfer))
                     for w in range(4)]
 
         def check():

@@ -12,6 +12,7 @@ from zan.commands import keyspace, zset_algebra  # noqa: F401
 from zan.commands import bitfield, lcs  # noqa: F401
 from zan.commands import json_docs, table_scans  # noqa: F401
 from zan.commands import hyperloglog, geo  # noqa: F401
+from zan.commands import scripting  # noqa: F401
 
 REGISTRY = table.REGISTRY
 spec_named = table.spec_named

@@ -30,6 +30,7 @@ from zan.commands.registry import spec_named
 from zan.commands.table import NO_AUTH, Route, lookup_command
 from zan.errors import NoLeader, NotLeader, PartitionNotFound, RespError, ZanError, wrong_arity
 from zan.node.namespaces import KeyRouter
+from zan.node.scripts import Scripts
 from zan.node.transaction import CONTROL as TXN_CONTROL, Transactions
 from zan.store.multi import run_across
 from zan.store.statemachine import encode_command_entry
@@ -103,6 +104,7 @@ class NodeDispatcher:
         # Commands the node runs itself rather than by route (the scans): name -> f(spec, argv).
         self.special: dict[str, Callable[[Any, list[bytes]], Any]] = {}
         self.transactions = Transactions(self)    # MULTI/EXEC/WATCH
+        self.scripts = Scripts(self)              # EVAL and SCRIPT
         # Replicated nodes: f(partition, spec_name, args, hops) -> Deferred running a
         # partition-level command on the node that leads `partition` (None: refuse).
         self.forwarder: Callable[..., Deferred] | None = None

@@ -52,6 +52,11 @@ class ServerContext:
         """MULTI/EXEC/WATCH of the node's connections (`zan.node.transaction`)."""
         return self._node.dispatcher.transactions
 
+    @property
+    def scripts(self):
+        """EVAL and SCRIPT: the node's script cache and Lua runtime (`zan.node.scripts`)."""
+        return self._node.dispatcher.scripts
+
     # -- CLIENT ----------------------------------------------------------------------
 
     @property

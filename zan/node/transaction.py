@@ -42,7 +42,7 @@ from zan.store.keyspace import Txn, lookup
 from zan.store.multi import RoutedSource, RoutedTxn, StagedSource
 from zan.store.statemachine import stage_changes
 
-__all__ = ["Transactions", "CONTROL"]
+__all__ = ["Transactions", "Planned", "Staged", "CONTROL"]
 
 # Commands a connection inside MULTI runs at once instead of queueing (Redis's list).
 CONTROL = frozenset((b"exec", b"discard", b"multi", b"watch", b"quit", b"reset"))
@@ -113,7 +113,7 @@ class Transactions:
         if spec.route is Route.ALL_PARTITIONS:
             raise RespError(f"ERR {spec.name.upper()} spans every partition and cannot run "
                             "inside a transaction on a replicated node")
-        plan = self._plan(spec, argv)
+        plan = self.plan(spec, argv)
         if plan.error is not None and str(plan.error).startswith("CROSSSLOT"):
             raise plan.error
         if not plan.partitions:
@@ -231,7 +231,7 @@ class Transactions:
         digests and the queued commands; server commands (and commands that fail before
         reaching a key) are answered here, in their places."""
         d = self._dispatcher
-        plans = [self._plan(spec, argv) for spec, argv in queued]
+        plans = [self.plan(spec, argv) for spec, argv in queued]
         replies: list[Any] = [None] * len(plans)
         keyed = []
         group = watched[0] if watched else None
@@ -257,40 +257,48 @@ class Transactions:
 
     def _run(self, client, queued) -> Any:
         d = self._dispatcher
-        commands = [self._plan(spec, argv) for spec, argv in queued]
+        commands = [self.plan(spec, argv) for spec, argv in queued]
         touched: dict[tuple[str, int], Any] = {}
         for partition, _, _, _ in client.extra.get(_WATCHED, ()):
             touched[(partition.namespace, partition.pid)] = partition
         for plan in commands:
             for key in plan.partitions:
                 touched[key] = d.partition_of(*key)
-        if touched:
-            next(iter(touched.values())).committer.settle(touched.values())
-        now_ms = d.now_ms()
-        if self._watch_broken(client, now_ms):
+            if "staged" in plan.spec.extra:
+                # A script names its keys as it runs: any partition may be touched.
+                touched.update(((p.namespace, p.pid), p) for p in d.partitions.partitions())
+        staged = self.stage(touched)
+        if self._watch_broken(client, staged.now_ms):
             return NULL_ARRAY
-        staged = _Staged(touched, d.router, now_ms, d.random_seed())
         replies = []
-        for n, plan in enumerate(commands):
-            replies.append(plan.run(self, client, staged, n))
-        shares = staged.shares()
-        if not shares:
+        for plan in commands:
+            replies.append(plan.run(self, client, staged, staged.step()))
+        done = staged.commit()
+        if done is None:
             return replies
-        done = next(iter(touched.values())).committer.propose_atomic(shares)
         return done.addCallback(lambda _: replies)
 
-    def _plan(self, spec, argv) -> "_Planned":
+    def stage(self, touched: dict) -> "Staged":
+        """Standalone: settle the partitions `touched` ((namespace, pid) -> partition),
+        every pending write on them applied, and open one staged view over them, in
+        which commands run as one (EXEC's queue, a script's calls)."""
+        d = self._dispatcher
+        if touched:
+            next(iter(touched.values())).committer.settle(touched.values())
+        return Staged(touched, d.router, d.now_ms(), d.random_seed())
+
+    def plan(self, spec, argv) -> "Planned":
         """Where a queued command runs: its keys' partitions (with the keys turned into
         primary keys), every partition, or none (a server command)."""
         route = spec.route
         d = self._dispatcher
         if route is Route.SERVER:
-            return _Planned(spec, argv[1:], None, ())
+            return Planned(spec, argv[1:], None, ())
         if route is Route.ALL_PARTITIONS:
-            return _Planned(spec, argv[1:], None,
+            return Planned(spec, argv[1:], None,
                             tuple((p.namespace, p.pid) for p in d.partitions.partitions()))
         if route is Route.MULTI_KEY and (len(argv) - spec.first_key) % max(spec.key_step, 1):
-            return _Planned.failing(spec, wrong_arity(spec.name))
+            return Planned.failing(spec, wrong_arity(spec.name))
         args = list(argv[1:])
         namespaces = set()
         parts = set()
@@ -301,15 +309,15 @@ class Transactions:
                 namespaces.add(r.namespace)
                 parts.add((r.namespace, r.partition))
         except ZanError as e:
-            return _Planned.failing(spec, e)
+            return Planned.failing(spec, e)
         if len(namespaces) > 1:
-            return _Planned.failing(spec, RespError(
+            return Planned.failing(spec, RespError(
                 "CROSSSLOT Keys in request don't hash to the same slot"))
         namespace = namespaces.pop() if namespaces else None
-        return _Planned(spec, args, namespace, tuple(parts))
+        return Planned(spec, args, namespace, tuple(parts))
 
 
-class _Planned:
+class Planned:
     __slots__ = ("spec", "args", "namespace", "partitions", "error")
 
     def __init__(self, spec, args, namespace, partitions, error=None):
@@ -320,16 +328,16 @@ class _Planned:
         self.error = error
 
     @classmethod
-    def failing(cls, spec, error: ZanError) -> "_Planned":
+    def failing(cls, spec, error: ZanError) -> "Planned":
         return cls(spec, [], None, (), error)
 
-    def run(self, owner: Transactions, client, staged: "_Staged", n: int) -> Any:
+    def run(self, owner: Transactions, client, staged: "Staged", n: int) -> Any:
         if self.error is not None:
             return self.error
         spec = self.spec
         try:
             if spec.route is Route.SERVER:
-                return self._server_command(owner, client)
+                return self._server_command(owner, client, staged)
             if spec.route is Route.ALL_PARTITIONS:
                 return spec.merge([staged.run_on(pid_key, spec, self.args, n)
                                    for pid_key in self.partitions])
@@ -343,11 +351,17 @@ class _Planned:
             owner._dispatcher.log_internal_error(spec.name)
             return RespError("ERR internal error")
 
-    def _server_command(self, owner: Transactions, client) -> Any:
+    def _server_command(self, owner: Transactions, client, staged: "Staged | None") -> Any:
         name = self.spec.name
         if name == "unwatch":
             return owner.unwatch(client)
-        result = self.spec.handler(owner._dispatcher.server, client, self.args)
+        server = owner._dispatcher.server
+        staged_handler = self.spec.extra.get("staged")
+        if staged_handler is not None and staged is not None:
+            # A command that runs commands of its own (EVAL) runs them on the
+            # transaction's view: its writes join the transaction's record.
+            return staged_handler(server, client, self.args, staged)
+        result = self.spec.handler(server, client, self.args)
         if isinstance(result, Deferred):
             raise RespError(f"ERR {name} cannot run inside a transaction")
         return result
@@ -368,15 +382,24 @@ def _scratch() -> Txn:
     return Txn(_Nothing(), now_ms=0)
 
 
-class _Staged:
+class Staged:
     """A transaction's writes so far, one writable Txn per partition it touches."""
 
     def __init__(self, partitions: dict, router, now_ms: int, seed: int):
         self._partitions = partitions
         self._router = router
+        self.now_ms = now_ms
         self._now_ms = now_ms
         self._seed = seed
         self._txns: dict[tuple[str, int], Txn] = {}
+        self._steps = 0
+
+    def step(self) -> int:
+        """The ordinal of the next command run here (its seed and versions derive
+        from it)."""
+        n = self._steps
+        self._steps += 1
+        return n
 
     def _base(self, key: tuple[str, int]) -> Txn:
         txn = self._txns.get(key)
@@ -424,6 +447,14 @@ class _Staged:
         if spec.is_write:
             self._stage(key, txn.changes)
         return reply
+
+    def commit(self) -> Deferred | None:
+        """Give each changed partition its share, all in one log record: a Deferred
+        that fires once they are applied, or None when nothing changed."""
+        shares = self.shares()
+        if not shares:
+            return None
+        return shares[0][0].committer.propose_atomic(shares)
 
     def shares(self) -> list[tuple[Any, dict]]:
         out = []
