@@ -159,3 +159,16 @@ def test_within_circle_and_box():
     box = Shape(0.0, 0.0, 1000.0, width=250.0, height=50.0, is_box=True)
     assert geohash.within(box, 1.0, 0.0) is not None    # 111 km east, inside 125
     assert geohash.within(box, 0.0, 0.3) is None        # 33 km north, outside 25
+
+
+def test_decode_score_is_decode_at_full_precision():
+    import random
+    from zan.commands.geohash import LAT_MAX, LAT_MIN, LONG_MAX, LONG_MIN, HashBits, \
+        STEP_MAX, decode, decode_score
+    rng = random.Random(5)
+    for _ in range(2000):
+        bits = rng.getrandbits(52)
+        area = decode(HashBits(bits, STEP_MAX))
+        expected = (min(max((area.long_min + area.long_max) / 2, LONG_MIN), LONG_MAX),
+                    min(max((area.lat_min + area.lat_max) / 2, LAT_MIN), LAT_MAX))
+        assert decode_score(float(bits)) == expected

@@ -67,15 +67,28 @@ def _interleave(x: int, y: int) -> int:
     return x | (y << 1)
 
 
+def _split16(v: int) -> tuple[int, int]:
+    """(even bits, odd bits) of a 16-bit number, as two 8-bit numbers."""
+    even = odd = 0
+    for i in range(8):
+        even |= ((v >> (2 * i)) & 1) << i
+        odd |= ((v >> (2 * i + 1)) & 1) << i
+    return even, odd
+
+
+# Searches decode every candidate's score: a table of 16-bit halves makes that four
+# lookups instead of six rounds of shifts and masks.
+_SPLIT = [_split16(v) for v in range(1 << 16)]
+
+
 def _deinterleave(z: int) -> tuple[int, int]:
     """The inverse of `_interleave`: (even bits, odd bits) as two 32-bit numbers."""
-    x, y = z & _M64, (z & _M64) >> 1
-    for shift, mask in ((0, _EVEN), (1, 0x3333333333333333), (2, 0x0F0F0F0F0F0F0F0F),
-                        (4, 0x00FF00FF00FF00FF), (8, 0x0000FFFF0000FFFF),
-                        (16, 0x00000000FFFFFFFF)):
-        x = (x | (x >> shift)) & mask
-        y = (y | (y >> shift)) & mask
-    return x, y
+    split = _SPLIT
+    e0, o0 = split[z & 0xFFFF]
+    e1, o1 = split[(z >> 16) & 0xFFFF]
+    e2, o2 = split[(z >> 32) & 0xFFFF]
+    e3, o3 = split[(z >> 48) & 0xFFFF]
+    return e0 | e1 << 8 | e2 << 16 | e3 << 24, o0 | o1 << 8 | o2 << 16 | o3 << 24
 
 
 def encode(longitude: float, latitude: float, step: int = STEP_MAX,
@@ -107,14 +120,23 @@ def decode(h: HashBits) -> Area:
     )
 
 
+_CELLS = float(1 << STEP_MAX)
+_LONG_SCALE = LONG_MAX - LONG_MIN
+_LAT_SCALE = LAT_MAX - LAT_MIN
+
+
 def decode_score(score: float) -> tuple[float, float]:
     """(longitude, latitude) of a stored score: the centre of its cell, clamped to the
-    valid ranges (a point added at longitude 180 has a cell reaching past it)."""
-    area = decode(HashBits(int(score), STEP_MAX))
-    longitude = (area.long_min + area.long_max) / 2
-    longitude = min(max(longitude, LONG_MIN), LONG_MAX)
-    latitude = (area.lat_min + area.lat_max) / 2
-    latitude = min(max(latitude, LAT_MIN), LAT_MAX)
+    valid ranges (a point added at longitude 180 has a cell reaching past it).  `decode`
+    at full precision, inlined (searches call it for every candidate), with the same
+    floating-point operations in the same order."""
+    ilat, ilong = _deinterleave(int(score) & _M64)
+    long_min = LONG_MIN + (ilong * 1.0 / _CELLS) * _LONG_SCALE
+    long_max = LONG_MIN + ((ilong + 1) * 1.0 / _CELLS) * _LONG_SCALE
+    lat_min = LAT_MIN + (ilat * 1.0 / _CELLS) * _LAT_SCALE
+    lat_max = LAT_MIN + ((ilat + 1) * 1.0 / _CELLS) * _LAT_SCALE
+    longitude = min(max((long_min + long_max) / 2, LONG_MIN), LONG_MAX)
+    latitude = min(max((lat_min + lat_max) / 2, LAT_MIN), LAT_MAX)
     return longitude, latitude
 
 
