@@ -240,3 +240,19 @@ def test_documents_are_replicated_and_read_from_every_node(tmp_path):
             assert c.call(node, "type", "{u}:1") == b"ReJSON-RL"
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("text", [
+    '{"a":[1,2.5,{"b":1e20}],"c":"é\\n\\u0001","d":null,"e":true,"f":-0.0,"g":1.5e-7}',
+    '[[],{},"",0,123456789012345678901234567890]',
+    '"just a string"',
+])
+def test_the_stored_text_is_what_a_parse_would_answer(part, text):
+    """JSON.GET of a whole document answers its stored text without parsing it: that
+    text must be what serializing the parsed document gives."""
+    stored = dumps(loads(text.encode()))
+    assert dumps(loads(stored.encode())) == stored
+    part.ncall("json.set", "doc", "$", text)
+    assert part.ncall("json.get", "doc") == stored.encode()
+    assert part.ncall("json.get", "doc", "$") == b"[" + stored.encode() + b"]"
+    assert part.ncall("json.get", "doc", "$.*") is not None

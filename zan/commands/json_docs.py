@@ -219,6 +219,12 @@ def json_get(txn: Txn, args: list[bytes]):
         else:
             paths.append(parse_path(args[i]))
             i += 1
+    if not layout and (not paths or (len(paths) == 1 and paths[0].is_root)):
+        # The whole document, as stored: its text is already the compact form.
+        meta = lookup_as(txn, args[0], T_JSON)
+        if meta is None:
+            return None
+        return meta.payload if not paths or paths[0].legacy else b"[" + meta.payload + b"]"
     doc = _Doc(txn, args[0])
     if not doc.exists:
         return None

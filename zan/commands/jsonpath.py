@@ -104,12 +104,15 @@ def _scalar(value: Any) -> str:
     return _COMPACT.encode(value)
 
 
-def _has_float(value: Any) -> bool:
+def _has_exponent_float(value: Any) -> bool:
+    """Does a float in `value` print with an exponent?  Python writes 1e+20 where
+    RedisJSON writes 1e20; every other float prints the same in both."""
     stack = [value]
     while stack:
         node = stack.pop()
         if isinstance(node, float):
-            return True
+            if "e" in repr(node):
+                return True
         if isinstance(node, dict):
             stack.extend(node.values())
         elif isinstance(node, list):
@@ -119,7 +122,7 @@ def _has_float(value: Any) -> bool:
 
 def dumps(value: Any) -> str:
     """Compact JSON text, as RedisJSON answers and as documents are stored."""
-    if not _has_float(value):
+    if not _has_exponent_float(value):
         return _COMPACT.encode(value)       # the C encoder: the common case
     return dumps_pretty(value, "", "", "")
 
