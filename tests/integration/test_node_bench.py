@@ -26,8 +26,10 @@ def test_the_benchmark_prints_every_server_and_ratio():
     assert out.returncode == 0, out.stderr[-2000:]
     for test in ("set", "get"):
         for pipeline in (1, 16):
-            # test, -P, zan, bare, floor, redis, zan/bare, floor/bare, zan/redis
-            row = rf"^{test}\s+{pipeline}\s+\d+\s+\d+\s+\d+\s+\d+\s+\d\.\d\d\s+\d\.\d\d\s+\d\.\d\d$"
+            # test, -P, zan, bare, floor, redis, aof, zan/bare, floor/bare, zan/floor,
+            # zan/redis, zan/aof
+            row = (rf"^{test}\s+{pipeline}\s+\d+\s+\d+\s+\d+\s+\d+\s+\d+"
+                   r"(\s+\d+\.\d\d){5}$")
             assert re.search(row, out.stdout, re.M), out.stdout
     assert re.search(r"2000 keys loaded .* DBSIZE after restart 2000$", out.stdout, re.M), out.stdout
     # Transactions against redis-server fsyncing every write, with the ratio.
@@ -57,3 +59,23 @@ def test_the_floor_server_keeps_acknowledged_writes(tmp_path):
         client.close()
     finally:
         floor.stop()
+
+
+def test_the_growth_benchmark_prints_a_row_per_operation():
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "growth_bench.py"), "--sizes", "10,1000",
+         "-n", "300"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for op in ("hget", "sismember", "zscore", "zrank", "lindex_mid", "lrange_100",
+               "zrangebyscore_100", "scard", "zcard", "hlen"):
+        assert re.search(rf"^{op}\s+\d+\s+\d+\s+\d+\.\d\d$", out.stdout, re.M), out.stdout
+
+
+def test_the_types_benchmark_prints_every_ratio():
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "types_bench.py"), "-n", "300",
+         "--points", "300"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for test in ("pfadd", "pfcount", "geoadd", "geosearch", "json.set", "json.get"):
+        assert re.search(rf"^{re.escape(test)}\s+\d+\s+\d+\s+\d+\.\d\d$", out.stdout, re.M), \
+            out.stdout
