@@ -14,8 +14,9 @@ each round; it prints the median requests/s of each and the ratios.
 Then, against redis-server with `appendonly yes` and `appendfsync always` (every write
 fsynced, as Zan's are), it measures transactions (`MULTI`, 10 `SET`s of keys spread over
 the partitions, `EXEC`; 50 connections, each sending its next transaction once the last
-is answered) and `ZUNIONSTORE` of two 100-member sorted sets (redis-benchmark -c 50), and
-prints both and their ratio.  Then it loads --keys keys into a fresh node and prints its
+is answered), `ZUNIONSTORE` of two 100-member sorted sets, and `EVALSHA` of a script of
+three commands on two keys and `FCALL` of the same as a function (redis-benchmark -c 50),
+and prints each and its ratio.  Then it loads --keys keys into a fresh node and prints its
 RSS and the time a restart takes until it answers again.
 """
 
@@ -178,6 +179,31 @@ def zunionstore_rate(port: int, n: int) -> float:
     return _benchmark_figure(["zunionstore", "zdst", "2", "za", "zb"], port, n)
 
 
+_SCRIPT = ("redis.call('incr', KEYS[1]) redis.call('set', KEYS[2], ARGV[1]) "
+           "return redis.call('get', KEYS[2])")
+_LIBRARY = ("#!lua name=benchlib\nredis.register_function('three', function(KEYS, ARGV) "
+            + _SCRIPT + " end)")
+_SCRIPT_KEYS = ["2", "c:__rand_int__", "v:__rand_int__", "x"]
+
+
+def script_rate(port: int, n: int, kind: str) -> float:
+    """EVALSHA of a 3-command script, or FCALL of the same function, redis-benchmark -c 50
+    (0: the server does not run it)."""
+    if kind == "evalsha":
+        load = ["script", "load", _SCRIPT]
+    else:
+        load = ["function", "load", "replace", _LIBRARY]
+    loaded = subprocess.run(["redis-cli", "-p", str(port), *load], capture_output=True,
+                            text=True, timeout=60).stdout.strip()
+    if not loaded or loaded.startswith("ERR") or "error" in loaded.lower():
+        return 0.0
+    words = ["evalsha", loaded] if kind == "evalsha" else ["fcall", "three"]
+    try:
+        return _benchmark_figure(["-r", "100000", *words, *_SCRIPT_KEYS], port, n)
+    except RuntimeError:
+        return 0.0
+
+
 def multi_key_table(zan: "Server", aof_redis: "Server", n: int, rounds: int) -> None:
     """Transactions and ZUNIONSTORE against redis-server fsyncing every write."""
     figures: dict[tuple[str, str], list[float]] = {}
@@ -189,10 +215,15 @@ def multi_key_table(zan: "Server", aof_redis: "Server", n: int, rounds: int) -> 
                 multi_exec_rate(s.port, max(500, n // 20)))
             figures.setdefault(("zunionstore", s.name), []).append(
                 zunionstore_rate(s.port, max(1000, n // 10)))
+            for kind in ("evalsha", "fcall"):
+                figures.setdefault((kind, s.name), []).append(
+                    script_rate(s.port, max(1000, n // 10), kind))
     print(f"\nagainst redis-server with appendfsync always (median of {rounds} round(s))\n")
     print(f"{'test':<12} {'zan':>10} {'redis-aof':>10} {'zan/redis':>10}")
     for test, unit in (("multi_exec", "txn/s: MULTI, 10 SETs over the partitions, EXEC"),
-                       ("zunionstore", "ZUNIONSTORE of two 100-member sets")):
+                       ("zunionstore", "ZUNIONSTORE of two 100-member sets"),
+                       ("evalsha", "EVALSHA of a script of 3 commands on 2 keys"),
+                       ("fcall", "FCALL of the same as a function")):
         z = statistics.median(figures[(test, zan.name)])
         r = statistics.median(figures[(test, aof_redis.name)])
         print(f"{test:<12} {_figure(z):>10} {_figure(r):>10} {_ratio(z, r):>10}   {unit}")

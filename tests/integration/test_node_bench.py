@@ -35,6 +35,8 @@ def test_the_benchmark_prints_every_server_and_ratio():
     # Transactions against redis-server fsyncing every write, with the ratio.
     assert re.search(r"^multi_exec\s+\d+\s+\d+\s+\d\.\d\d ", out.stdout, re.M), out.stdout
     assert re.search(r"^zunionstore\s+\S+\s+\d+\s+\S+ ", out.stdout, re.M), out.stdout
+    assert re.search(r"^evalsha\s+\d+\s+\d+\s+\d\.\d\d ", out.stdout, re.M), out.stdout
+    assert re.search(r"^fcall\s+\S+\s+\d+\s+\S+ ", out.stdout, re.M), out.stdout
 
 
 def test_the_floor_server_keeps_acknowledged_writes(tmp_path):
