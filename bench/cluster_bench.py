@@ -1,12 +1,16 @@
-"""A 3-node static cluster (replica 3) against a 1-node standalone node, and failover time.
+"""A 3-node static cluster (replica 3) against a 1-node standalone node and a 3-member etcd,
+and failover time.
 
-    python bench/cluster_bench.py [-n 100000] [--failovers 5]
+    python bench/cluster_bench.py [-n 100000] [--failovers 5] [--etcd-seconds 10]
 
-Starts both on this host, runs `redis-benchmark -c 50 -n N -r 100000 -t set,get,incr,lpush,hset`
-with -P 1 and -P 16 against one node of each (interleaved), prints requests/s and the
-cluster/standalone ratio; then, with tick 100 ms and election 10 ticks, kills the leader of
-a partition with SIGKILL and measures the time until a write to that partition succeeds
-through another node (median over --failovers runs).
+Starts both on this host, runs `redis-benchmark -c 50 -n N -r 100000 -d 100 -t
+set,get,incr,lpush,hset` with -P 1 and -P 16 against one node of each (interleaved), prints
+requests/s and the cluster/standalone ratio.  Then it starts a 3-member etcd (v2 API) on
+the same host and loads it with 50 connections (PUT of 100-byte values, quorum GET; see
+bench/etcd_load.py), printing the cluster's durable writes and linearizable reads beside
+etcd's.  Then, with tick 100 ms and election 10 ticks, it kills the leader of a partition
+with SIGKILL and measures the time until a write to that partition succeeds through
+another node (median over --failovers runs).
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.node_bench import ROOT, free_port, redis_benchmark  # noqa: E402
+from bench.etcd_load import EtcdCluster, etcd_rate  # noqa: E402
+from bench.node_bench import ROOT, _benchmark_figure, free_port  # noqa: E402
 
 import mmh3  # noqa: E402
 
@@ -157,11 +162,35 @@ def failover_times(tmp, runs):
     return times
 
 
+def against_etcd(args, tmp, results) -> None:
+    """Zan's replicated writes and linearizable reads beside a 3-member etcd's (v2 PUT of
+    100-byte values, quorum GET; 50 connections), measured after the cluster's runs."""
+    etcd = EtcdCluster(os.path.join(tmp, "etcd"), free_port).start()
+    try:
+        put = etcd_rate(etcd.urls, "PUT", args.etcd_seconds)
+        get = etcd_rate(etcd.urls, "GET", args.etcd_seconds)
+    finally:
+        etcd.stop()
+    set1, set16 = results.get(("set", 1, "cluster")), results.get(("set", 16, "cluster"))
+    get1 = results.get(("get", 1, "cluster"))
+    print("\nagainst a 3-member etcd on this host (v2 API, 50 connections, 100-byte values; "
+          "its load generator is Python, so its figures are lower bounds)\n")
+    print(f"{'':<34} {'zan':>9} {'etcd':>9} {'ratio':>6}  target")
+    for label, z, e, target in (("durable writes/s, -P 1", set1, put, ">= 1.0"),
+                                ("durable writes/s, -P 16", set16, put, ">= 3.0"),
+                                ("linearizable GET/s, -P 1", get1, get, ">= 2.0")):
+        if z is None:
+            continue
+        print(f"{label:<34} {z:>9.0f} {e:>9.0f} {z / e:>6.2f}  {target}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("-n", type=int, default=100000)
     ap.add_argument("--failovers", type=int, default=5)
     ap.add_argument("--tests", default=TESTS)
+    ap.add_argument("--etcd-seconds", type=float, default=10.0,
+                    help="how long to load the 3-member etcd (0: skip it)")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="zan-cluster-bench-")
     confs = cluster_confs(tmp, 200, 30)
@@ -184,14 +213,16 @@ def run(args, tmp, cluster, standalone, results):
         for pipeline in (1, 16):
             for test in args.tests.split(","):
                 for name, p in (("cluster", target), ("single", standalone)):
-                    rps = redis_benchmark(p.redis_port, test, pipeline, args.n)
+                    # 100-byte values, as the etcd comparison below writes.
+                    rps = _benchmark_figure(["-r", "100000", "-d", "100", "-P", str(pipeline),
+                                             "-t", test], p.redis_port, args.n)
                     results[(test, pipeline, name)] = rps
                     print(f"  -P {pipeline:<2} {test:<6} {name:<8} {rps:>9.0f}/s",
                           file=sys.stderr, flush=True)
     finally:
         for p in cluster + [standalone]:
             p.stop()
-    print(f"\nredis-benchmark -c 50 -n {args.n} -r 100000 against node 2 of a 3-node cluster "
+    print(f"\nredis-benchmark -c 50 -n {args.n} -r 100000 -d 100 against node 2 of a 3-node cluster "
           "(replica 3, durable) and a standalone node\n")
     print(f"{'test':<7} {'-P':>3} {'cluster':>9} {'single':>9} {'ratio':>6}")
     for pipeline in (1, 16):
@@ -199,6 +230,8 @@ def run(args, tmp, cluster, standalone, results):
             c, s = results[(test, pipeline, "cluster")], results[(test, pipeline, "single")]
             print(f"{test:<7} {pipeline:>3} {c:>9.0f} {s:>9.0f} {c / s:>6.2f}")
     print("targets: cluster SET >= 5k/s at -P 1 and >= 20k/s at -P 16; GET >= 10k/s at -P 1")
+    if args.etcd_seconds and shutil.which("etcd"):
+        against_etcd(args, tmp, results)
     if args.failovers:
         times = failover_times(tmp, args.failovers)
         print(f"\nleader failover (tick 100 ms, election 10 ticks), kill -9 to first successful "

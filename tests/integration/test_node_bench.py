@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -81,3 +82,18 @@ def test_the_types_benchmark_prints_every_ratio():
     for test in ("pfadd", "pfcount", "geoadd", "geosearch", "json.set", "json.get"):
         assert re.search(rf"^{re.escape(test)}\s+\d+\s+\d+\s+\d+\.\d\d$", out.stdout, re.M), \
             out.stdout
+
+
+@pytest.mark.slow
+def test_the_cluster_benchmark_sets_zan_beside_etcd():
+    if shutil.which("etcd") is None:
+        pytest.skip("etcd is not installed")
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bench", "cluster_bench.py"), "-n", "2000",
+         "--failovers", "0", "--tests", "set,get", "--etcd-seconds", "2"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for label in ("durable writes/s, -P 1", "durable writes/s, -P 16",
+                  "linearizable GET/s, -P 1"):
+        assert re.search(rf"^{re.escape(label)}\s+\d+\s+\d+\s+\d+\.\d\d\s+>= ", out.stdout,
+                         re.M), out.stdout
