@@ -227,3 +227,13 @@ def test_a_script_inside_multi_is_refused_when_queued(cluster):
         conn("eval", INCR, "1", "{m}:n"))
     assert "EXECABORT" in error_text(conn("exec"))
     assert cluster.call(2, "exists", "{m}:n") == 0
+
+
+def test_a_no_writes_script_reads_at_a_read_point(cluster):
+    assert cluster.call(1, "set", "{r}:k", "v") == b"OK"
+    script = "#!lua flags=no-writes\nreturn redis.call('get', KEYS[1])"
+    for node_id in (1, 2, 3):
+        assert cluster.call(node_id, "eval", script, "1", "{r}:k") == b"v"
+    script = "#!lua flags=no-writes\nreturn redis.call('set', KEYS[1], 'w')"
+    assert "not allowed from read-only" in error_text(cluster.call(2, "eval", script, "1",
+                                                                   "{r}:k"))

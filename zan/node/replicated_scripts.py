@@ -107,6 +107,11 @@ class ReplicatedScripts:
         group = (partition.namespace, partition.pid)
         pks = [pk for _, _, pk in declared]
         attempts = 0
+        if read_only or script.no_writes:   # never proposes: a read point is all it needs
+            await partition.read_point()
+            reply, _, _ = self._compute(partition, script, keys, argv, True, declared,
+                                        d.now_ms())
+            return reply
         while attempts < MAX_ATTEMPTS:
             await self._turns.wait(group, pks)
             await partition.read_point()
