@@ -36,6 +36,13 @@ def partition_of(cluster, key: str):
     return r.partition, r.pk
 
 
+def on_leader(cluster, key: str):
+    """(pid, pk) of a key, the node leading its partition, and that replica."""
+    pid, pk = partition_of(cluster, key)
+    leader = cluster.leader_node(pid)
+    return pid, pk, leader, cluster.nodes[leader].partition("default", pid)
+
+
 def states(cluster, pid):
     """Each live replica's (applied index, records) of partition `pid`."""
     out = {}
@@ -133,9 +140,7 @@ def test_evalsha_and_read_only_scripts(cluster):
 def test_a_write_between_the_read_and_the_entry_makes_the_script_run_again(cluster,
                                                                            monkeypatch):
     key = "{c}:n"
-    pid, pk = partition_of(cluster, key)
-    leader = cluster.leader_node(pid)
-    partition = cluster.nodes[leader].partition("default", pid)
+    pid, pk, leader, partition = on_leader(cluster, key)
     real = partition.read_point
     injected = []
 
@@ -162,9 +167,7 @@ def test_a_write_between_the_read_and_the_entry_makes_the_script_run_again(clust
 def test_a_script_that_keeps_conflicting_gives_up(cluster, monkeypatch):
     monkeypatch.setattr(replicated_scripts, "MAX_ATTEMPTS", 3)
     key = "{g}:n"
-    pid, pk = partition_of(cluster, key)
-    leader = cluster.leader_node(pid)
-    partition = cluster.nodes[leader].partition("default", pid)
+    pid, pk, leader, partition = on_leader(cluster, key)
     real = partition.read_point
 
     def read_point():
@@ -195,21 +198,48 @@ def test_scripts_and_plain_writes_interleaved_from_every_node_add_up(cluster):
     assert len({repr(s[1:]) for s in states(cluster, pid).values()}) == 1
 
 
-def test_a_script_across_a_leader_change(cluster):
+def test_a_leader_change_before_the_script_ran_sends_it_to_the_new_leader(cluster):
     key = "{l}:n"
-    pid, _ = partition_of(cluster, key)
     assert cluster.call(1, "eval", INCR, "1", key) == 1
-    leader = cluster.leader_node(pid)
+    pid, _, leader, partition = on_leader(cluster, key)
+    target = next(i for i in (1, 2, 3) if i != leader)
+    real = partition.read_point
+
+    def read_point():     # asked for, then the leadership moves away
+        d = real()
+        cluster.nodes[leader].cluster.driver.transfer_leader(partition.group_id, target)
+        return d
+    partition.read_point = read_point
+    origin = next(i for i in (1, 2, 3) if i not in (leader, target))
+    assert cluster.call(origin, "eval", INCR, "1", key) == 2
+    assert cluster.leader_node(pid) == target
+    settle(cluster)
+    replicas = states(cluster, pid)
+    assert replicas[leader][1:] == replicas[target][1:]
+    assert cluster.call(leader, "get", key) == b"2"
+
+
+def test_a_leader_lost_after_proposing_leaves_the_script_done_at_most_once(cluster):
+    key = "{x}:n"
+    assert cluster.call(1, "eval", INCR, "1", key) == 1
+    pid, _, leader, partition = on_leader(cluster, key)
+    real = partition.propose
+
+    def propose(data):    # the effects entry never leaves the leader
+        cluster.net.isolate(leader, (1, 2, 3))
+        return real(data)
+    partition.propose = propose
     origin = next(i for i in (1, 2, 3) if i != leader)
     conn = Connection(cluster, origin)
     pending = conn.send("eval", INCR, "1", key)
+    cluster.run(0.5)
     cluster.crash(leader)
+    cluster.net.heal()
     cluster.wait_leader(pid, among=[i for i in (1, 2, 3) if i != leader])
     got, = conn.replies(pending)
-    # Cut off mid-way the script may or may not have taken effect; never twice.
-    value = int(cluster.call(origin, "get", key))
-    assert value in (1, 2) and (got == value or isinstance(got, Exception))
-    assert cluster.call(origin, "eval", INCR, "1", key) == value + 1
+    assert isinstance(got, Exception)     # its outcome was unknown to the node
+    assert cluster.call(origin, "get", key) == b"1"
+    assert cluster.call(origin, "eval", INCR, "1", key) == 2
     settle(cluster)
     survivors = states(cluster, pid)
     assert len({repr(s[1:]) for s in survivors.values()}) == 1

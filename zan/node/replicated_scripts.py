@@ -25,6 +25,11 @@ So a script runs once per attempt, on the leader only, and the log holds only it
 effects.  The check holds across leader changes (each replica makes it when applying).
 As in Redis, a script that fails halfway keeps the writes it made before failing.
 
+Should the leadership move before the script's entry is in the log (its read point
+refused, its proposal dropped), the script runs again, on the new leader.  Once the
+entry is proposed, a leader change leaves its outcome unknown to the node, as for any
+write (``ERR_CLUSTER_CHANGED``); the entry applies at most once.
+
 On one leader, a script waits for the scripts it proposed earlier on the same keys to
 be applied before it runs (`_KeyTurns`): scripts do not race one another there, only
 plain writes and other leaders' entries can make them run again.
@@ -38,7 +43,7 @@ from twisted.internet.defer import Deferred
 
 from zan.commands.scripting import SCRIPT_VERSION, encode_effects
 from zan.commands.table import INTERNAL, Route
-from zan.errors import RespError
+from zan.errors import LeaderChanged, NotLeader, ProposalDropped, RespError
 from zan.store.keyspace import Txn, key_digest
 from zan.store.statemachine import encode_command_entry
 from zan.node.transaction import CROSSSLOT, Staged
@@ -108,17 +113,13 @@ class ReplicatedScripts:
         pks = [pk for _, _, pk in declared]
         attempts = 0
         if read_only or script.no_writes:   # never proposes: a read point is all it needs
-            await partition.read_point()
+            await _read_point(partition)
             reply, _, _ = self._compute(partition, script, keys, argv, True, declared,
                                         d.now_ms())
             return reply
         while attempts < MAX_ATTEMPTS:
             await self._turns.wait(group, pks)
-            await partition.read_point()
-            # Entries proposed before it and not applied yet would make it run again.
-            behind = partition.caught_up()
-            if behind is not None:
-                await behind
+            await _read_point(partition)
             if self._turns.busy(group, pks):
                 continue   # another script on these keys went first meanwhile
             # From here to the proposal, one reactor turn: nothing is applied meanwhile.
@@ -132,8 +133,11 @@ class ReplicatedScripts:
                                          [encode_effects(digests, records)])
             applied = partition.propose(entry)
             self._turns.hold(group, pks, applied)
-            if await applied == 1:
-                return reply
+            try:
+                if await applied == 1:
+                    return reply
+            except ProposalDropped:
+                pass    # never in the log (a leadership transfer under way): run it again
         raise RespError(f"TRYAGAIN the script's keys kept changing while it ran "
                         f"({MAX_ATTEMPTS} attempts); try again")
 
@@ -160,6 +164,20 @@ class ReplicatedScripts:
                                         staged, check)
         shares = staged.shares()
         return reply, digests, (shares[0][1] if shares else {})
+
+
+async def _read_point(partition) -> None:
+    """A read point on the leader, and every entry it holds applied (entries proposed
+    before the script and not applied yet would make it run again).  Should the leader
+    change meanwhile, the script has written nothing yet: NotLeader sends it on to the
+    new leader (`NodeDispatcher._refused`)."""
+    try:
+        await partition.read_point()
+        behind = partition.caught_up()
+        if behind is not None:
+            await behind
+    except LeaderChanged:
+        raise NotLeader(leader_hint=partition.leader) from None
 
 
 def _only_keyless(spec, cargv) -> None:
