@@ -267,3 +267,18 @@ def test_a_no_writes_script_reads_at_a_read_point(cluster):
     script = "#!lua flags=no-writes\nreturn redis.call('set', KEYS[1], 'w')"
     assert "not allowed from read-only" in error_text(cluster.call(2, "eval", script, "1",
                                                                    "{r}:k"))
+
+
+def test_entries_that_never_apply_delay_a_script_no_longer_than_a_proposal(cluster,
+                                                                          monkeypatch):
+    key = "{t}:n"
+    pid, _, leader, partition = on_leader(cluster, key)
+    driver = cluster.nodes[leader].cluster.driver
+    log = driver.raw_node(partition.group_id).raft.raft_log
+    # Entries beyond the applied ones that will not apply soon, as a deposed leader has.
+    ahead = SimpleNamespace(last_index=lambda: log.last_index() + 1000)
+    monkeypatch.setattr(driver, "raw_node", lambda gid: SimpleNamespace(
+        raft=SimpleNamespace(raft_log=ahead)))
+    start = cluster.clock.seconds()
+    assert cluster.call(leader, "eval", INCR, "1", key) == 1
+    assert 4.0 <= cluster.clock.seconds() - start < 6.0

@@ -66,7 +66,7 @@ class RaftPartition:
         self._max_entry_bytes = max_entry_bytes
         self._read_batch: list[tuple[str | None, list[bytes], int, int, Deferred]] = []
         self._read_call = None
-        self._catching_up: list[tuple[int, Deferred]] = []   # see `caught_up`
+        self._catching_up: list[tuple[int, Deferred, Any]] = []   # see `caught_up`
         self._compact_call = None
         self.stopped = False
         self.members: dict[int, bytes] = {}      # replica id -> context of its ADD
@@ -143,22 +143,24 @@ class RaftPartition:
     def caught_up(self) -> Deferred | None:
         """None if this replica has applied every entry its log holds, else a Deferred
         that fires, in a later reactor turn, once it has applied those (for a leader:
-        everything proposed to it so far)."""
+        everything proposed to it so far), or after the proposal timeout at the latest
+        (entries a deposed leader held may never be applied)."""
         last = self._driver.raw_node(self.group_id).raft.raft_log.last_index()
         if self.state_machine.applied_index >= last:
             return None
         d: Deferred = Deferred()
-        self._catching_up.append((last, d))
+        timeout = self._reactor.callLater(self._driver.proposal_timeout, _fire, d)
+        self._catching_up.append((last, d, timeout))
         return d
 
     def _caught_up(self) -> None:
         applied = self.state_machine.applied_index
         waiting = self._catching_up
-        if waiting and any(index <= applied for index, _ in waiting):
-            self._catching_up = [(i, d) for i, d in waiting if i > applied]
-            for index, d in waiting:
-                if index <= applied:
-                    self._reactor.callLater(0, d.callback, None)
+        if any(index <= applied for index, _, _ in waiting):
+            self._catching_up = [w for w in waiting if w[0] > applied]
+            for index, d, timeout in waiting:
+                if index <= applied and timeout.active():
+                    timeout.reset(0)
 
     def view(self):
         """The applied state, as a read source."""
@@ -269,5 +271,11 @@ class RaftPartition:
         for *_, d in batch:
             d.errback(Stopping())
         waiting, self._catching_up = self._catching_up, []
-        for _, d in waiting:
-            d.errback(Stopping())
+        for _, d, timeout in waiting:
+            if timeout.active():
+                timeout.cancel()
+                d.errback(Stopping())
+
+
+def _fire(d: Deferred) -> None:
+    d.callback(None)
