@@ -109,7 +109,6 @@ def script(server, client, args):
     return help_reply("SCRIPT", _SCRIPT_HELP)
 
 
-
 # -- a script on a replicated node ------------------------------------------------------
 
 # The versions a script gives the collections it creates, before its entry has an index:

@@ -113,13 +113,13 @@ class ReplicatedScripts:
         pks = [pk for _, _, pk in declared]
         attempts = 0
         if read_only or script.no_writes:   # never proposes: a read point is all it needs
-            await _read_point(partition)
+            await _read_point(partition, catch_up=False)
             reply, _, _ = self._compute(partition, script, keys, argv, True, declared,
                                         d.now_ms())
             return reply
         while attempts < MAX_ATTEMPTS:
             await self._turns.wait(group, pks)
-            await _read_point(partition)
+            await _read_point(partition, catch_up=True)
             if self._turns.busy(group, pks):
                 continue   # another script on these keys went first meanwhile
             # From here to the proposal, one reactor turn: nothing is applied meanwhile.
@@ -166,14 +166,14 @@ class ReplicatedScripts:
         return reply, digests, (shares[0][1] if shares else {})
 
 
-async def _read_point(partition) -> None:
-    """A read point on the leader, and every entry it holds applied (entries proposed
-    before the script and not applied yet would make it run again).  Should the leader
-    change meanwhile, the script has written nothing yet: NotLeader sends it on to the
-    new leader (`NodeDispatcher._refused`)."""
+async def _read_point(partition, catch_up: bool) -> None:
+    """A read point on the leader; with `catch_up`, every entry it holds applied too
+    (entries proposed before a script and not applied yet would make it run again).
+    Should the leader change meanwhile, the script has written nothing yet: NotLeader
+    sends it on to the new leader (`NodeDispatcher._refused`)."""
     try:
         await partition.read_point()
-        behind = partition.caught_up()
+        behind = partition.caught_up() if catch_up else None
         if behind is not None:
             await behind
     except LeaderChanged:
