@@ -1,6 +1,7 @@
 """EVAL on the in-process standalone node: a script's writes over several partitions are
 one log record (each partition gets its share), it sees and follows earlier writes, a
-crash before the sync loses all of them, and a replicated node refuses scripts."""
+crash before the sync loses all of them (`test_scripts_replicated` has a replicated
+node's scripts)."""
 
 from twisted.internet.defer import Deferred
 
@@ -120,14 +121,6 @@ def test_the_script_cache_is_per_node_and_volatile(tmp_path):
     with pytest.raises(RespError, match="^NOSCRIPT"):
         run(n2, client(), "evalsha", sha, "0")
     n2.close()
-
-
-def test_a_replicated_node_refuses_scripts(node):
-    node.dispatcher.local_partitions = False
-    for argv in (("eval", "return 1", "0"), ("evalsha", "a" * 40, "0"),
-                 ("eval_ro", "return 1", "0"), ("evalsha_ro", "a" * 40, "0")):
-        with pytest.raises(RespError, match="scripts are not supported on a replicated node"):
-            run(node, client(), *argv)
 
 
 def test_a_python_failure_inside_a_call_is_an_error_reply(node, monkeypatch):

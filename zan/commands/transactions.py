@@ -14,6 +14,8 @@ others' writes as they are.  ``zan.keydigest`` is WATCH's read of a key's digest
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgpack
 
 from zan.commands.table import (
@@ -73,15 +75,22 @@ def encode_exec(watches: list[tuple[bytes, bytes]], commands: list[tuple[str, li
                          use_bin_type=True)
 
 
+def checked_entry(txn: Txn, data: bytes, what: str) -> tuple[bool, Any]:
+    """Decode an entry of ``[[(pk, digest), ...], payload]`` (``zan.exec``,
+    ``zan.effects``): whether every key's digest is still the one it carries here, and
+    the payload."""
+    try:
+        digests, payload = msgpack.unpackb(data, raw=False)
+    except Exception:
+        raise RespError(f"ERR invalid {what} entry") from None
+    return all(key_digest(txn, pk) == digest for pk, digest in digests), payload
+
+
 @command("zan.exec", 2, (WRITE,), internal=True, summary="A transaction over one partition")
 def apply_exec(txn: Txn, args: list[bytes]):
-    try:
-        watches, commands = msgpack.unpackb(args[0], raw=False)
-    except Exception:
-        raise RespError("ERR invalid transaction entry") from None
-    for pk, digest in watches:
-        if key_digest(txn, pk) != digest:
-            return NULL_ARRAY
+    unchanged, commands = checked_entry(txn, args[0], "transaction")
+    if not unchanged:
+        return NULL_ARRAY
     replies = []
     for n, (name, cargs) in enumerate(commands):
         spec = spec_named(name)

@@ -340,6 +340,10 @@ class NodeDispatcher:
             # stale.*: this replica's own state, leader or not (ZanRedisDB's follower reads).
             read = getattr(partition, "stale_read", partition.read)
             return read(spec.name, args, now_ms, seed)
+        here = spec.extra.get("here")
+        if here is not None:
+            # Node-level work its partition's leader does (zan.script): f(node, partition, args).
+            return here(self, partition, args)
         return partition.read(spec.name, args, now_ms, seed)
 
     def _forward(self, partition, spec, args, hops, deadline):

@@ -64,8 +64,9 @@ class RaftPartition:
         self._snap_catchup = snap_catchup
         self._stale_reads = stale_reads
         self._max_entry_bytes = max_entry_bytes
-        self._read_batch: list[tuple[str, list[bytes], int, int, Deferred]] = []
+        self._read_batch: list[tuple[str | None, list[bytes], int, int, Deferred]] = []
         self._read_call = None
+        self._catching_up: list[tuple[int, Deferred, Any]] = []   # see `caught_up`
         self._compact_call = None
         self.stopped = False
         self.members: dict[int, bytes] = {}      # replica id -> context of its ADD
@@ -113,6 +114,21 @@ class RaftPartition:
             raise Stopping()
         if self._stale_reads():
             return self.state_machine.read(name, args, now_ms, seed)
+        return self._at_read_point(name, args, now_ms, seed)
+
+    def stale_read(self, name: str, args: list[bytes], now_ms: int, seed: int = 0) -> Any:
+        return self.state_machine.read(name, args, now_ms, seed)
+
+    def read_point(self) -> Deferred:
+        """Fires (with None) once this replica, as leader, has applied up to a
+        linearizable read point: whoever it calls back reads `view()` then, in the same
+        reactor turn, as a read command would (a script on a replicated node)."""
+        if self.stopped:
+            raise Stopping()
+        return self._at_read_point(None, [], 0, 0)
+
+    def _at_read_point(self, name: str | None, args: list[bytes], now_ms: int,
+                       seed: int) -> Deferred:
         if not self.is_leader:
             lead = self.leader
             if not lead:
@@ -124,8 +140,31 @@ class RaftPartition:
             self._read_call = self._reactor.callLater(0, self._request_read_point)
         return d
 
-    def stale_read(self, name: str, args: list[bytes], now_ms: int, seed: int = 0) -> Any:
-        return self.state_machine.read(name, args, now_ms, seed)
+    def caught_up(self) -> Deferred | None:
+        """None if this replica has applied every entry its log holds, else a Deferred
+        that fires, in a later reactor turn, once it has applied those (for a leader:
+        everything proposed to it so far), or after the proposal timeout at the latest
+        (entries a deposed leader held may never be applied)."""
+        last = self._driver.raw_node(self.group_id).raft.raft_log.last_index()
+        if self.state_machine.applied_index >= last:
+            return None
+        d: Deferred = Deferred()
+        timeout = self._reactor.callLater(self._driver.proposal_timeout, _fire, d)
+        self._catching_up.append((last, d, timeout))
+        return d
+
+    def _caught_up(self) -> None:
+        applied = self.state_machine.applied_index
+        waiting = self._catching_up
+        if any(index <= applied for index, _, _ in waiting):
+            self._catching_up = [w for w in waiting if w[0] > applied]
+            for index, d, timeout in waiting:
+                if index <= applied and timeout.active():
+                    timeout.reset(0)
+
+    def view(self):
+        """The applied state, as a read source."""
+        return self.state_machine.engine
 
     def _request_read_point(self) -> None:
         self._read_call = None
@@ -136,6 +175,9 @@ class RaftPartition:
         def serve(_):
             read = self.state_machine.read
             for name, args, now_ms, seed, d in batch:
+                if name is None:        # a read point (`read_point`)
+                    d.callback(None)
+                    continue
                 try:
                     result = read(name, args, now_ms, seed)
                 except Exception as e:  # a RespError: the reply of that command
@@ -170,6 +212,8 @@ class RaftPartition:
             else:
                 batch.append((e.index, e.data))
         results = self.state_machine.apply_many(batch)
+        if self._catching_up:
+            self._caught_up()
         # A member added after the last snapshot could not use it: a snapshot names the
         # members it was taken with, and a replica refuses one that does not name it.
         # So the snapshot a new member may need is taken as soon as it is a member.
@@ -226,3 +270,12 @@ class RaftPartition:
         batch, self._read_batch = self._read_batch, []
         for *_, d in batch:
             d.errback(Stopping())
+        waiting, self._catching_up = self._catching_up, []
+        for _, d, timeout in waiting:
+            if timeout.active():
+                timeout.cancel()
+                d.errback(Stopping())
+
+
+def _fire(d: Deferred) -> None:
+    d.callback(None)

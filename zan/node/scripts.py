@@ -11,7 +11,8 @@ applied.  The log carries the writes' effects, never the script, so nothing is r
 at replay.  As in Redis, a script that fails halfway keeps the writes it made before,
 and keys it did not declare in KEYS are allowed.
 
-A replicated node answers EVAL and friends with an error for now.
+On a replicated node a script runs on the leader of its keys' partition and reaches
+the log as its effects: see `zan.node.replicated_scripts`.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from twisted.logger import Logger, LogLevel
 
 from zan.commands.table import NOSCRIPT, REGISTRY
 from zan.errors import RespError
+from zan.node.replicated_scripts import ReplicatedScripts
 from zan.resp.types import OK
 from zan.scripting.engine import LuaEngine, sha1hex
 
-__all__ = ["Scripts"]
+__all__ = ["Scripts", "split_keys"]
 
-_NOT_REPLICATED = "ERR scripts are not supported on a replicated node yet"
 _SHEBANG_FLAGS = frozenset((b"no-writes", b"allow-oom", b"allow-stale", b"no-cluster",
                             b"allow-cross-slot-keys"))
 # redis.LOG_DEBUG, LOG_VERBOSE, LOG_NOTICE, LOG_WARNING
@@ -35,10 +36,11 @@ _LOG_LEVELS = (LogLevel.debug, LogLevel.info, LogLevel.info, LogLevel.warn)
 
 
 class _Script:
-    __slots__ = ("sha", "function", "flags")
+    __slots__ = ("sha", "body", "function", "flags")
 
-    def __init__(self, sha: str, function, flags: frozenset[bytes] | None):
+    def __init__(self, sha: str, body: bytes, function, flags: frozenset[bytes] | None):
         self.sha = sha
+        self.body = body
         self.function = function
         self.flags = flags        # of its shebang; None without one
 
@@ -54,6 +56,7 @@ class Scripts:
         self._dispatcher = dispatcher
         self._engine: LuaEngine | None = None
         self._cache: dict[str, _Script] = {}
+        self._replicated = ReplicatedScripts(self, dispatcher)
 
     @property
     def engine(self) -> LuaEngine:
@@ -69,14 +72,10 @@ class Scripts:
 
     def eval(self, client, args: list[bytes], *, read_only: bool, staged=None) -> Any:
         """EVAL / EVAL_RO; inside EXEC, `staged` is the transaction's view."""
-        if not self._dispatcher.local_partitions:
-            raise RespError(_NOT_REPLICATED)
         script = self._load(args[0])
         return self._run(client, script, args[1:], read_only, staged)
 
     def evalsha(self, client, args: list[bytes], *, read_only: bool, staged=None) -> Any:
-        if not self._dispatcher.local_partitions:
-            raise RespError(_NOT_REPLICATED)
         sha = args[0].decode("latin-1").lower()
         script = self._cache.get(sha)
         if script is None:
@@ -100,22 +99,45 @@ class Scripts:
         script = self._cache.get(sha)
         if script is None:
             code, flags = _shebang(body)
-            script = self._cache[sha] = _Script(sha, self.engine.compile(code), flags)
+            script = self._cache[sha] = _Script(sha, body, self.engine.compile(code), flags)
         return script
+
+    def on_leader(self, partition, args: list[bytes]):
+        """``zan.script ro|rw body numkeys key ... arg ...`` reaching its partition's
+        leader (a replicated node); the leader caches the script too."""
+        script = self._load(args[1])
+        keys, argv = split_keys(args[2:])
+        return self._replicated.on_leader(partition, script, keys, argv, args[0] == b"ro")
 
     # -- running -----------------------------------------------------------------------
 
     def _run(self, client, script: _Script, args: list[bytes], read_only: bool,
              staged) -> Any:
-        keys, argv = _split_keys(args)
+        keys, argv = split_keys(args)
         if read_only and script.flags is not None and not script.no_writes:
             raise RespError("ERR Can not execute a script with write flag using *_ro command.")
         d = self._dispatcher
-        transactions = d.transactions
+        if not d.local_partitions:
+            return self._replicated.run(client, script, keys, argv, read_only)
         own = staged is None
         if own:
-            staged = transactions.stage({(p.namespace, p.pid): p
-                                         for p in d.partitions.partitions()})
+            staged = d.transactions.stage({(p.namespace, p.pid): p
+                                           for p in d.partitions.partitions()})
+        reply = self.run_calls(client, script, keys, argv, read_only, staged)
+        if not own:
+            return reply
+        done = staged.commit()
+        if done is None:
+            return reply
+        return done.addCallback(lambda _: reply)
+
+    def run_calls(self, client, script: _Script, keys: list[bytes], argv: list[bytes],
+                  read_only: bool, staged, check=None) -> Any:
+        """Run the script once, its calls on `staged` (None: a script that may call no
+        keyed command); `check(spec, argv)` may refuse a call (a replicated node's key
+        rules).  Its reply: an error reply is a value."""
+        d = self._dispatcher
+        transactions = d.transactions
         no_writes = read_only or script.no_writes
 
         def call(cargv: list[bytes]) -> Any:
@@ -125,16 +147,13 @@ class Scripts:
                 raise RespError(f"ERR {spec.name.upper()} is not supported inside scripts")
             if spec.is_write and no_writes:
                 raise RespError("ERR Write commands are not allowed from read-only scripts.")
+            if check is not None:
+                check(spec, cargv)
             plan = transactions.plan(spec, cargv)
-            return plan.run(transactions, client, staged, staged.step())
+            return plan.run(transactions, client, staged,
+                            staged.step() if staged is not None else 0)
 
-        reply = self.engine.run(script.function, script.sha, keys, argv, call)
-        if not own:
-            return reply
-        done = staged.commit()
-        if done is None:
-            return reply
-        return done.addCallback(lambda _: reply)
+        return self.engine.run(script.function, script.sha, keys, argv, call)
 
 
 def _script_command(argv: list[bytes]):
@@ -154,7 +173,7 @@ def _script_command(argv: list[bytes]):
     return spec
 
 
-def _split_keys(args: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+def split_keys(args: list[bytes]) -> tuple[list[bytes], list[bytes]]:
     """KEYS and ARGV from ``numkeys key ... arg ...``."""
     try:
         numkeys = int(args[0])

@@ -113,6 +113,10 @@ class Transactions:
         if spec.route is Route.ALL_PARTITIONS:
             raise RespError(f"ERR {spec.name.upper()} spans every partition and cannot run "
                             "inside a transaction on a replicated node")
+        if "staged" in spec.extra:
+            # A script runs on its partition's leader, in a log entry of its own.
+            raise RespError(f"ERR {spec.name.upper()} cannot run inside a transaction on a "
+                            "replicated node")
         plan = self.plan(spec, argv)
         if plan.error is not None and str(plan.error).startswith("CROSSSLOT"):
             raise plan.error
