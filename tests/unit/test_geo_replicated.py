@@ -8,19 +8,14 @@ import pytest
 
 from zan.errors import ZanError
 from tests.support.harness import normalize
-from tests.support.inprocess import InProcessCluster
+from tests.support.inprocess import running_cluster
 from tests.support.keys import keys_in
 
 
 @pytest.fixture
 def cluster(tmp_path):
-    c = InProcessCluster(tmp_path / "cluster")
-    try:
-        c.wait_leader(0)
-        c.wait_leader(1)
+    with running_cluster(tmp_path / "cluster") as c:
         yield c
-    finally:
-        c.close()
 
 
 def points(seed, n=120):

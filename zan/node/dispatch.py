@@ -482,7 +482,7 @@ class NodeDispatcher:
         if not shares:
             return reply
         d = committer.propose_atomic(shares)
-        return d.addCallbacks(lambda _: reply, _first_error)
+        return d.addCallbacks(lambda _: reply, first_failure)
 
     def _everywhere(self, spec, argv):
         replies = [maybeDeferred(self._on, p, spec, list(argv[1:]))
@@ -491,7 +491,7 @@ class NodeDispatcher:
             lambda results: spec.merge([v if ok else _failure_reply(v) for ok, v in results]))
 
 
-def _first_error(failure):
+def first_failure(failure):
     """The failure of the first share that failed (gatherResults wraps it)."""
     if failure.check(FirstError):
         return failure.value.subFailure

@@ -16,19 +16,13 @@ from __future__ import annotations
 
 import random
 
-from twisted.internet.defer import FirstError, gatherResults, maybeDeferred
+from twisted.internet.defer import gatherResults, maybeDeferred
 
 from zan.commands.keyspace import SORT_COMMANDS
 from zan.errors import RespError
-from zan.node.dispatch import CROSSSLOT
+from zan.node.dispatch import CROSSSLOT, first_failure
 
 __all__ = ["KeyspaceRunner"]
-
-
-def _unwrap_first_error(failure):
-    if failure.check(FirstError):
-        return failure.value.subFailure
-    return failure
 
 
 class KeyspaceRunner:
@@ -56,7 +50,7 @@ class KeyspaceRunner:
         replies = [maybeDeferred(self._dispatcher.run_on, p, spec, args_of(p))
                    for p in partitions]
         return gatherResults(replies, consumeErrors=True).addErrback(
-            _unwrap_first_error).addCallback(lambda results: (partitions, results))
+            first_failure).addCallback(lambda results: (partitions, results))
 
     # -- KEYS pattern ------------------------------------------------------------------
 
