@@ -59,6 +59,9 @@ def test_zanredisdb_json_commands(zan_node):
         assert c.call("json.keyexists", "u1") == 1
         assert c.call("json.mkget", "u1", "u2", "u3", "age") == [b"30", b"7", None]
         assert c.call("json.type", "u1", "age") == b"integer"
-        assert c.call("json.arrappend", "u1", "tags", '"a"') is not None
+        assert str(c.call("json.arrappend", "u1", "tags", '"a"')) == \
+            "ERR Path '$.tags' does not exist"
+        assert c.call("json.set", "u1", "tags", "[]") == b"OK"
+        assert c.call("json.arrappend", "u1", "tags", '"a"') == 1
     finally:
         c.close()
